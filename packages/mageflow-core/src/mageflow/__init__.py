@@ -1,1 +1,120 @@
-"""placeholder"""
+"""MageFlow: persistent task signatures, callbacks and lifecycle control.
+
+``import mageflow`` gives the engine-independent API. ``mageflow.Mageflow``,
+the client for an engine, comes from an installed adapter package
+(``mageflow-hatchet``), found through the ``mageflow.adapters`` entry point.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from mageflow._api import (
+    asign,
+    configure,
+    get_runtime,
+    load_signature,
+    lock_task,
+    pause,
+    remove,
+    resume,
+    resume_task,
+    sign,
+)
+from mageflow._runtime import MageflowRuntime, RunOutcome, RunRequest
+from mageflow.config import MageflowConfig
+from mageflow.manager import (
+    CancelRequest,
+    DescribeRequest,
+    DispatchRequest,
+    DispatchResult,
+    TaskDescription,
+    TaskManager,
+)
+from thirdmagic import (
+    AcceptParams,
+    ChainSignature,
+    ConfigurationError,
+    EngineError,
+    InvalidTransitionError,
+    MageflowError,
+    MageflowValidationError,
+    NotFoundError,
+    PauseActionTypes,
+    ReturnValue,
+    Signature,
+    SignatureLockedError,
+    SignatureNotFoundError,
+    SignatureStatus,
+    StoreError,
+    SwarmClosedError,
+    SwarmConfig,
+    SwarmFullError,
+    SwarmSignature,
+    TaskSignature,
+    TaskStatus,
+)
+
+__all__ = [
+    "AcceptParams",
+    "CancelRequest",
+    "ChainSignature",
+    "ConfigurationError",
+    "DescribeRequest",
+    "DispatchRequest",
+    "DispatchResult",
+    "EngineError",
+    "InvalidTransitionError",
+    "MageflowConfig",
+    "MageflowError",
+    "MageflowRuntime",
+    "MageflowValidationError",
+    "NotFoundError",
+    "PauseActionTypes",
+    "ReturnValue",
+    "RunOutcome",
+    "RunRequest",
+    "Signature",
+    "SignatureLockedError",
+    "SignatureNotFoundError",
+    "SignatureStatus",
+    "StoreError",
+    "SwarmClosedError",
+    "SwarmConfig",
+    "SwarmFullError",
+    "SwarmSignature",
+    "TaskDescription",
+    "TaskManager",
+    "TaskSignature",
+    "TaskStatus",
+    "asign",
+    "configure",
+    "get_runtime",
+    "load_signature",
+    "lock_task",
+    "pause",
+    "remove",
+    "resume",
+    "resume_task",
+    "sign",
+]
+
+_ADAPTER_GROUP = "mageflow.adapters"
+
+
+def __getattr__(name: str) -> Any:
+    # The client lives in an adapter package so that core never imports an
+    # engine SDK; it is looked up only when someone asks for it.
+    if name == "Mageflow":
+        found = list(entry_points(group=_ADAPTER_GROUP))
+        if not found:
+            raise ConfigurationError(
+                "mageflow.Mageflow needs an engine adapter: install mageflow-hatchet "
+                "(pip install mageflow-hatchet)"
+            )
+        preferred = next((ep for ep in found if ep.name == "hatchet"), found[0])
+        value = preferred.load()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mageflow' has no attribute {name!r}")

@@ -1,0 +1,134 @@
+"""Module-level API: ``mageflow.asign(...)`` and friends, on the default runtime."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from mageflow._runtime import MageflowRuntime
+from mageflow._store.redis_store import RedisStore
+from mageflow.config import MageflowConfig
+from mageflow.manager import TaskManager
+from thirdmagic.errors import ConfigurationError, SignatureNotFoundError
+from thirdmagic.signature import Signature, TaskSignature
+from thirdmagic.status import LifecycleEvent, PauseActionTypes
+
+__all__ = [
+    "asign",
+    "configure",
+    "get_runtime",
+    "load_signature",
+    "lock_task",
+    "pause",
+    "remove",
+    "resume",
+    "resume_task",
+    "sign",
+]
+
+_default: MageflowRuntime | None = None
+
+
+def redis_client(redis: aioredis.Redis | str | None) -> aioredis.Redis:
+    """A client from a client, a URL, or ``REDIS_URL``."""
+    if isinstance(redis, aioredis.Redis):
+        return redis
+    url = redis if isinstance(redis, str) else os.environ.get("REDIS_URL")
+    if not url:
+        raise ConfigurationError(
+            "no Redis configured: pass redis_client (a redis.asyncio.Redis or a URL) "
+            "or set REDIS_URL"
+        )
+    try:
+        return aioredis.from_url(url, decode_responses=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"redis_client: invalid Redis URL {url!r}: {exc}") from exc
+
+
+def configure(
+    redis: aioredis.Redis | str | None = None,
+    manager: TaskManager | None = None,
+    config: MageflowConfig | None = None,
+) -> MageflowRuntime:
+    """Set up the default runtime used by the module-level functions."""
+    global _default
+    runtime = MageflowRuntime(RedisStore(redis_client(redis), config), manager)
+    _default = runtime.install()
+    return runtime
+
+
+def get_runtime() -> MageflowRuntime:
+    if _default is None:
+        return configure()
+    return _default
+
+
+async def asign(task: Any, **options: Any) -> TaskSignature:
+    """Create and store a signature of ``task`` (a name or a task object).
+
+    ``options`` may set any signature field (``kwargs``, ``success_callbacks``,
+    ``error_callbacks``, ``model_validators``, ``task_status``,
+    ``task_identifiers``, ``creation_time``, ``key``); every other keyword is
+    bound as a kwarg of the task.
+    """
+    return await get_runtime().sign(task, **options)
+
+
+sign = asign
+
+
+async def load_signature(key: str) -> Signature | None:
+    """The signature stored under ``key``, or None."""
+    return await get_runtime().load(key)
+
+
+async def _apply(key: str, event: LifecycleEvent) -> None:
+    await get_runtime().apply(key, event)
+
+
+async def resume(key: str) -> None:
+    """Resume a suspended or interrupted signature; a parked run is replayed once."""
+    await _apply(key, LifecycleEvent.RESUME)
+
+
+resume_task = resume
+
+
+async def pause(key: str, pause_type: PauseActionTypes = PauseActionTypes.SUSPEND) -> None:
+    """Suspend (graceful) or interrupt (cancel the running run) a signature."""
+    event = (
+        LifecycleEvent.INTERRUPT
+        if PauseActionTypes(pause_type) is PauseActionTypes.INTERRUPT
+        else LifecycleEvent.SUSPEND
+    )
+    await _apply(key, event)
+
+
+async def remove(key: str, with_error: bool = True, with_success: bool = True) -> None:
+    """Delete a signature and, unless told otherwise, its callbacks (recursively)."""
+    await get_runtime().remove(key, with_error=with_error, with_success=with_success)
+
+
+@asynccontextmanager
+async def _locked(key: str, kwargs: dict[str, Any]) -> AsyncIterator[Signature]:
+    runtime = get_runtime()
+    async with runtime.lock(key, **kwargs):
+        sig = await runtime.load(key)
+        if sig is None:
+            raise SignatureNotFoundError(key)
+        yield sig
+
+
+def lock_task(key: str, **kwargs: Any) -> Any:
+    """Async context manager holding ``key`` locked; yields the signature.
+
+    While held, no other caller can change the signature's status or delete
+    it: they wait up to ``lock_wait`` and then get ``SignatureLockedError``.
+    The lock expires after ``lock_ttl`` so a crashed holder cannot freeze the
+    signature. ``wait=`` (seconds) bounds how long acquiring may wait.
+    """
+    return _locked(key, kwargs)

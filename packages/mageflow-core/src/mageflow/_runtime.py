@@ -1,0 +1,376 @@
+"""The orchestration core shared by every engine adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from mageflow import _merge
+from mageflow._store.redis_store import LockedSignal, OutboxEntry, RedisStore
+from mageflow.config import MageflowConfig
+from mageflow.lifecycle import HANDLERS
+from mageflow.manager import (
+    CancelRequest,
+    DescribeRequest,
+    DispatchRequest,
+    TaskDescription,
+    TaskManager,
+)
+from thirdmagic.backend import set_backend
+from thirdmagic.errors import (
+    ConfigurationError,
+    EngineError,
+    MageflowError,
+    MageflowValidationError,
+    SignatureLockedError,
+)
+from thirdmagic.signature import Signature, TaskSignature, import_model, to_json_value
+from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
+
+__all__ = ["MageflowRuntime", "RunOutcome", "RunRequest"]
+
+log = logging.getLogger("mageflow")
+
+_T = TypeVar("_T")
+_held_locks: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "mageflow_held_locks"
+)
+_SIGNATURE_OPTIONS = frozenset({
+    "kwargs", "creation_time", "model_validators", "success_callbacks", "error_callbacks",
+    "task_status", "task_identifiers", "key", "id",
+})
+
+
+def _token(key: str) -> str:
+    return _held_locks.get({}).get(key, "")
+
+
+def _new_dispatch_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """A run delivered to a worker, as the adapter saw it."""
+
+    signature_key: str
+    dispatch_id: str
+    run_id: str
+    payload: dict[str, Any]
+    model: type[BaseModel] | None = None
+    task_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    ran: bool
+    result: Any = None
+    reason: str = ""
+
+
+class MageflowRuntime:
+    """Store + engine, and everything that happens between them."""
+
+    def __init__(self, store: RedisStore, manager: TaskManager | None = None) -> None:
+        self.store = store
+        self.manager = manager
+        self.config: MageflowConfig = store.config
+        attach = getattr(manager, "attach", None)
+        if callable(attach):
+            attach(self)
+
+    def install(self) -> MageflowRuntime:
+        """Make this runtime the one behind ``thirdmagic`` signature methods."""
+        set_backend(self)
+        return self
+
+    # -- helpers -------------------------------------------------------------
+
+    def _manager(self) -> TaskManager:
+        if self.manager is None:
+            raise ConfigurationError(
+                "no task manager is configured: create a Mageflow client for your engine, or "
+                "pass manager=... to mageflow.configure()"
+            )
+        return self.manager
+
+    async def _waiting_for_lock(self, key: str, call: Callable[[], Awaitable[_T]],
+                                wait: timedelta | None = None) -> _T:
+        deadline = time.monotonic() + (wait or self.config.lock_wait).total_seconds()
+        interval = self.config.lock_poll_interval.total_seconds()
+        started = time.monotonic()
+        while True:
+            try:
+                return await call()
+            except LockedSignal:
+                if time.monotonic() >= deadline:
+                    raise SignatureLockedError(key, time.monotonic() - started) from None
+                await asyncio.sleep(interval)
+                interval = min(interval * 2, 0.5)
+
+    def describe(self, task: Any) -> TaskDescription | None:
+        if self.manager is None:
+            return None
+        return self.manager.describe(DescribeRequest(task=task))
+
+    def model_for(self, task_name: str, model_path: str | None) -> type[BaseModel] | None:
+        if model_path:
+            try:
+                return import_model(model_path)
+            except MageflowValidationError:
+                log.warning("cannot import model %s of task %s; its input is not validated",
+                            model_path, task_name)
+        described = self.describe(task_name)
+        return described.input_model if described else None
+
+    # -- signatures ----------------------------------------------------------
+
+    async def sign(self, task: Any, **options: Any) -> TaskSignature:
+        """Create and store a signature (one round trip)."""
+        fields: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for name, value in options.items():
+            (fields if name in _SIGNATURE_OPTIONS else extra)[name] = value
+        if "id" in fields:
+            fields.setdefault("key", fields.pop("id"))
+        bound = dict(fields.pop("kwargs", None) or {})
+        bound.update(extra)
+        task_name, model = self._resolve_task(task)
+        if model is not None and "model_validators" not in fields:
+            if "<locals>" not in model.__qualname__:
+                fields["model_validators"] = model
+        status = fields.get("task_status")
+        if isinstance(status, (str, SignatureStatus)):
+            fields["task_status"] = TaskStatus(status=SignatureStatus(status))
+        sig = TaskSignature(task_name=task_name, kwargs=bound, **fields)
+        await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
+        return sig
+
+    def _resolve_task(self, task: Any) -> tuple[str, type[BaseModel] | None]:
+        if isinstance(task, str):
+            if not task.strip():
+                raise MageflowValidationError("task: expected a non-empty task name", field="task")
+            described = self.describe(task)
+            return task, (described.input_model if described else None)
+        described = self.describe(task)
+        if described is not None:
+            return described.name, described.input_model
+        name = getattr(task, "name", None)
+        if isinstance(name, str) and name:
+            return name, getattr(task, "input_validator", None)
+        raise MageflowValidationError(
+            f"task: expected a task name or a task object of the configured engine, "
+            f"got {type(task).__name__}",
+            field="task",
+        )
+
+    async def load(self, key: str) -> Signature | None:
+        return await self.store.load(key)
+
+    # -- SignatureBackend ------------------------------------------------------
+
+    async def run(self, signature: Signature, msg: BaseModel | dict[str, Any] | None,
+                  options: dict[str, Any]) -> None:
+        manager = self._manager()
+        key = signature.key
+        data = _merge.task_input(msg, dict(signature.kwargs))
+        model = self.model_for(signature.task_name, signature.model_validators)
+        if model is not None:
+            validated = _merge.validate_input(model, data, key=key, task_name=signature.task_name)
+            data = validated.model_dump(mode="json", by_alias=True)
+        dispatch_id = _new_dispatch_id()
+        code = await self._waiting_for_lock(
+            key, lambda: self.store.dispatch(key, data, dispatch_id, _token(key))
+        )
+        if code == "parked":
+            log.info("signature %s is suspended; its run is parked until resume", key)
+            return
+        await self._send(DispatchRequest(
+            task_name=signature.task_name, input=data, signature_key=key,
+            dispatch_id=dispatch_id, options=options,
+        ))
+
+    async def _send(self, request: DispatchRequest) -> None:
+        try:
+            await self._manager().dispatch(request)
+        except MageflowError:
+            raise
+        except Exception as exc:
+            raise EngineError(
+                f"dispatching task {request.task_name!r} for signature "
+                f"{request.signature_key!r} failed: {exc}"
+            ) from exc
+
+    async def add_callbacks(self, signature: Signature, success: list[str],
+                            errors: list[str]) -> None:
+        key = signature.key
+        await self._waiting_for_lock(
+            key, lambda: self.store.add_callbacks(key, success, errors, _token(key))
+        )
+
+    async def remove(self, key: str, *, with_error: bool, with_success: bool) -> None:
+        await self._waiting_for_lock(
+            key,
+            lambda: self.store.remove(key, with_error=with_error, with_success=with_success,
+                                      token=_token(key)),
+        )
+
+    async def apply(self, key: str, event: LifecycleEvent) -> TaskStatus:
+        result = await self._waiting_for_lock(
+            key, lambda: self.store.transition(key, event, _token(key), _new_dispatch_id())
+        )
+        if result.changed and result.previous is not None:
+            await HANDLERS[(result.previous, event)](self, key, result)
+        elif event is LifecycleEvent.INTERRUPT and result.run_id:
+            # Repeating an interrupt retries a cancel that may have been lost.
+            await HANDLERS[(SignatureStatus.ACTIVE, event)](self, key, result)
+        return TaskStatus(status=result.status, last_status=result.previous)
+
+    async def update_kwargs(self, key: str, values: dict[str, Any]) -> None:
+        plain = {name: to_json_value(v, field=f"kwargs.{name}") for name, v in values.items()}
+        await self._waiting_for_lock(
+            key, lambda: self.store.update_kwargs(key, plain, _token(key))
+        )
+
+    # -- used by lifecycle handlers -------------------------------------------
+
+    async def cancel_run(self, key: str, run_id: str) -> None:
+        try:
+            await self._manager().cancel(CancelRequest(run_id=run_id, signature_key=key))
+        except MageflowError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"cancelling run {run_id!r} of signature {key!r} failed: {exc}"
+                              ) from exc
+
+    async def redispatch(self, key: str, input_data: dict[str, Any], dispatch_id: str) -> None:
+        sig = await self.store.load(key)
+        if sig is None:
+            return
+        await self._send(DispatchRequest(
+            task_name=sig.task_name, input=input_data, signature_key=key,
+            dispatch_id=dispatch_id,
+        ))
+
+    # -- locks ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lock(self, key: str, *, wait: timedelta | float | None = None
+                   ) -> AsyncIterator[None]:
+        """Hold ``key``: no other caller changes its status or deletes it meanwhile."""
+        held = _held_locks.get({})
+        if key in held:
+            yield
+            return
+        token = uuid.uuid4().hex
+        wait_td = timedelta(seconds=wait) if isinstance(wait, (int, float)) else wait
+
+        async def acquire() -> None:
+            if not await self.store.acquire_lock(key, token):
+                raise LockedSignal(key)
+
+        await self._waiting_for_lock(key, acquire, wait_td)
+        reset = _held_locks.set({**held, key: token})
+        try:
+            yield
+        finally:
+            _held_locks.reset(reset)
+            await self.store.release_lock(key, token)
+
+    # -- worker side -----------------------------------------------------------
+
+    async def execute_run(
+        self,
+        request: RunRequest,
+        body: Callable[[Any, Signature], Awaitable[Any]],
+        is_final_failure: Callable[[BaseException], bool],
+    ) -> RunOutcome:
+        """Drive one delivered attempt of a signature's run.
+
+        ``body`` receives the validated input (a model instance when the task
+        has a model, else the dict) and the signature. ``is_final_failure``
+        tells whether an exception ends the run (no retry will follow), which
+        is when error callbacks fire. Cancellation propagates untouched: an
+        interrupted run records nothing.
+        """
+        key = request.signature_key
+        lock_wait = self.config.lock_ttl + self.config.lock_wait
+        begun = await self._waiting_for_lock(
+            key,
+            lambda: self.store.begin(key, request.dispatch_id, request.run_id, request.payload),
+            lock_wait,
+        )
+        if begun.decision == "skip":
+            log.info("run %s of %s skipped: %s", request.run_id, key, begun.reason)
+            return RunOutcome(ran=False, reason=begun.reason)
+        if begun.decision == "park":
+            log.info("signature %s is suspended; run %s parked until resume", key, request.run_id)
+            return RunOutcome(ran=False, reason="parked")
+        if begun.decision == "drain":
+            await self._dispatch_outbox(begun.outbox, begun.outcome == "done", begun.payload)
+            return RunOutcome(ran=False, result=begun.payload, reason="drained")
+        sig = begun.signature
+        assert sig is not None
+        model = request.model or self.model_for(sig.task_name, sig.model_validators)
+        data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
+        arg: Any = data
+        if model is not None:
+            arg = _merge.validate_input(model, data, key=key, task_name=sig.task_name)
+        try:
+            result = await body(arg, sig)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if is_final_failure(exc):
+                await self._complete(key, request.run_id, succeeded=False,
+                                     payload=f"{type(exc).__name__}: {exc}", original=data)
+            raise
+        plain = to_json_value(result, field=f"return value of {sig.task_name}")
+        await self._complete(key, request.run_id, succeeded=True, payload=plain, original=data)
+        return RunOutcome(ran=True, result=result)
+
+    async def _complete(self, key: str, run_id: str, *, succeeded: bool, payload: Any,
+                        original: dict[str, Any]) -> None:
+        code, outbox = await self._waiting_for_lock(
+            key,
+            lambda: self.store.finish(key, succeeded=succeeded, run_id=run_id, payload=payload),
+            self.config.lock_ttl + self.config.lock_wait,
+        )
+        if code not in ("ok", "already"):
+            log.info("outcome of run %s for %s not recorded: %s", run_id, key, code)
+            return
+        await self._dispatch_outbox(outbox, succeeded, payload if succeeded else original)
+
+    async def _dispatch_outbox(self, outbox: Sequence[OutboxEntry], succeeded: bool,
+                               value: Any) -> None:
+        if not outbox:
+            return
+        requests = [self._callback_request(entry, succeeded, value) for entry in outbox]
+        results = await asyncio.gather(*(self._send(r) for r in requests),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            # Raising makes the engine redeliver the run; the redelivery drains
+            # the outbox again and already-started callbacks skip themselves.
+            raise failures[0]
+
+    def _callback_request(self, entry: OutboxEntry, succeeded: bool, value: Any
+                          ) -> DispatchRequest:
+        model = self.model_for(entry.task_name, entry.model_path)
+        if succeeded:
+            data = _merge.success_callback_input(model, entry.kwargs, value)
+        else:
+            original = value if isinstance(value, dict) else {}
+            data = _merge.error_callback_input(original, entry.kwargs)
+        return DispatchRequest(task_name=entry.task_name, input=data, signature_key=entry.key,
+                               dispatch_id=entry.dispatch_id)

@@ -1,0 +1,1 @@
+"""The Redis signature store (private: use the public API in ``mageflow``)."""

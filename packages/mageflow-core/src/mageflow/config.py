@@ -1,0 +1,35 @@
+"""Settings of the signature store and lifecycle."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["MageflowConfig"]
+
+
+class MageflowConfig(BaseModel):
+    """Store and lifecycle settings; every field has a production-safe default.
+
+    ``active_ttl`` slides forward on every transition, so a flow that keeps
+    moving never expires; it only bounds how long an abandoned signature lingers.
+    ``done_ttl`` applies once a signature is done, failed or canceled, so
+    finished work can still be inspected for a while and then disappears.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key_prefix: str = Field(default="mageflow:", min_length=1)
+    active_ttl: timedelta = timedelta(days=7)
+    done_ttl: timedelta = timedelta(days=1)
+    lock_ttl: timedelta = timedelta(seconds=60)
+    lock_wait: timedelta = timedelta(seconds=10)
+    lock_poll_interval: timedelta = timedelta(milliseconds=20)
+
+    @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("must be a positive duration")
+        return value

@@ -1,0 +1,100 @@
+"""The MageFlow error hierarchy.
+
+Every error MageFlow raises on purpose derives from :class:`MageflowError`, so
+``except MageflowError`` catches them all; the categories below it let callers
+handle one kind of failure without string matching.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "EngineError",
+    "InvalidTransitionError",
+    "MageflowError",
+    "MageflowValidationError",
+    "NotFoundError",
+    "SignatureLockedError",
+    "SignatureNotFoundError",
+    "StoreError",
+    "SwarmClosedError",
+    "SwarmFullError",
+]
+
+
+class MageflowError(Exception):
+    """Root of every error raised by MageFlow."""
+
+
+class NotFoundError(MageflowError, LookupError):
+    """Something that was named does not exist (a signature key, a task name)."""
+
+
+class SignatureNotFoundError(NotFoundError):
+    """No signature is stored under ``key``."""
+
+    def __init__(self, key: str, message: str | None = None) -> None:
+        self.key = key
+        super().__init__(message or f"no signature is stored under key {key!r}")
+
+
+class InvalidTransitionError(MageflowError):
+    """A lifecycle event is not allowed from the signature's current status.
+
+    Nothing was changed when this is raised.
+    """
+
+    def __init__(self, key: str, status: str, event: str, message: str | None = None) -> None:
+        self.key = key
+        self.status = status
+        self.event = event
+        super().__init__(
+            message or f"signature {key!r}: cannot {event} a signature whose status is {status!r}"
+        )
+
+
+class SignatureLockedError(MageflowError):
+    """The signature is held by ``lock_task`` and the wait for it ran out."""
+
+    def __init__(self, key: str, waited: float) -> None:
+        self.key = key
+        self.waited = waited
+        super().__init__(
+            f"signature {key!r} is locked by another holder; gave up after {waited:.2f}s"
+        )
+
+
+class MageflowValidationError(MageflowError, ValueError):
+    """Input does not have the shape MageFlow or the task expects.
+
+    ``field`` names the offending field or option when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, key: str | None = None) -> None:
+        self.field = field
+        self.key = key
+        super().__init__(message)
+
+
+class ConfigurationError(MageflowError):
+    """MageFlow is not set up for the requested operation (no store, no engine)."""
+
+
+class StoreError(MageflowError):
+    """The signature store failed: unreachable, timed out, or holds data MageFlow cannot read."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class EngineError(MageflowError):
+    """The task engine refused or failed an operation (dispatch, cancel)."""
+
+
+class SwarmClosedError(InvalidTransitionError):
+    """A task was added to a swarm that no longer accepts tasks."""
+
+
+class SwarmFullError(MageflowValidationError):
+    """Adding the tasks would exceed the swarm's ``max_task_allowed``."""

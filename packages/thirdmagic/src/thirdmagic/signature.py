@@ -1,0 +1,360 @@
+"""Task signatures: a task name, bound kwargs and callbacks, as plain data.
+
+A signature is persisted by ``mageflow`` under its ``key``. Everything in it
+is JSON: ``model_validators`` is kept as an import path, never as a pickled
+class, so whoever can write to the store cannot make a worker run code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from thirdmagic.backend import get_backend
+from thirdmagic.errors import MageflowValidationError
+from thirdmagic.status import LifecycleEvent, PauseActionTypes, SignatureStatus, TaskStatus
+
+__all__ = [
+    "AnySignature",
+    "ChainSignature",
+    "Signature",
+    "SignatureKwargs",
+    "SwarmConfig",
+    "SwarmSignature",
+    "TaskSignature",
+    "import_model",
+    "model_import_path",
+    "to_json_value",
+]
+
+_MAX_KEY_LENGTH = 200
+
+
+def new_key(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def to_json_value(value: Any, *, field: str) -> Any:
+    """``value`` as plain JSON data, or a validation error naming ``field``."""
+    try:
+        plain = to_jsonable_python(value)
+        json.dumps(plain, allow_nan=False)
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise MageflowValidationError(
+            f"{field}: value of type {type(value).__name__} is not JSON-serializable ({exc})",
+            field=field,
+        ) from exc
+    return plain
+
+
+def model_import_path(model: type[BaseModel]) -> str:
+    """``module:QualName`` for a module-level model class."""
+    qualname = model.__qualname__
+    if "<locals>" in qualname:
+        raise MageflowValidationError(
+            f"model_validators: {qualname} is defined inside a function; it must be "
+            "importable from module level because it is stored as an import path",
+            field="model_validators",
+        )
+    return f"{model.__module__}:{qualname}"
+
+
+def import_model(path: str) -> type[BaseModel]:
+    """Resolve an import path written by :func:`model_import_path`."""
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise MageflowValidationError(
+            f"model_validators: {path!r} is not an import path of the form 'module:ClassName'",
+            field="model_validators",
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise MageflowValidationError(
+            f"model_validators: cannot import {path!r}: {exc}", field="model_validators"
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        raise MageflowValidationError(
+            f"model_validators: {path!r} is not a pydantic model class", field="model_validators"
+        )
+    return obj
+
+
+def _callback_keys(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    items: Iterable[Any] = [value] if isinstance(value, (str, Signature)) else value
+    keys: list[str] = []
+    for item in items:
+        if isinstance(item, Signature):
+            keys.append(item.key)
+        elif isinstance(item, str) and item:
+            keys.append(item)
+        else:
+            raise MageflowValidationError(
+                f"{field}: expected signatures or signature keys, got {type(item).__name__}",
+                field=field,
+            )
+    return keys
+
+
+class SignatureKwargs(dict[str, Any]):
+    """The bound kwargs of a stored signature; ``aupdate`` persists a partial update."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, data: dict[str, Any], key: str) -> None:
+        super().__init__(data)
+        self._key = key
+
+    async def aupdate(self, values: dict[str, Any] | None = None, /, **more: Any) -> None:
+        """Atomically merge ``values`` into the stored kwargs, then into this dict."""
+        merged = {**(values or {}), **more}
+        plain = {name: to_json_value(v, field=f"kwargs.{name}") for name, v in merged.items()}
+        await get_backend().update_kwargs(self._key, plain)
+        self.update(plain)
+
+
+class Signature(BaseModel):
+    """Fields and lifecycle methods shared by tasks, chains and swarms."""
+
+    model_config = ConfigDict(populate_by_name=True, validate_assignment=False)
+
+    key: str = Field(
+        default="",
+        validation_alias=AliasChoices("key", "id"),
+        description="Unique key of the signature in the store.",
+    )
+    task_name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    model_validators: str | None = Field(
+        default=None, description="Import path ('module:Class') of the task's input model."
+    )
+    success_callbacks: list[str] = Field(default_factory=list)
+    error_callbacks: list[str] = Field(default_factory=list)
+    task_status: TaskStatus = Field(default_factory=TaskStatus)
+    task_identifiers: dict[str, Any] = Field(default_factory=dict)
+
+    _bound: bool = PrivateAttr(default=False)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _check_key(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return ""
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            raise MageflowValidationError(
+                f"key: expected a non-empty string without whitespace, got {value!r}", field="key"
+            )
+        if len(value) > _MAX_KEY_LENGTH:
+            raise MageflowValidationError(
+                f"key: at most {_MAX_KEY_LENGTH} characters, got {len(value)}", field="key"
+            )
+        return value
+
+    @field_validator("task_name", mode="before")
+    @classmethod
+    def _check_task_name(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise MageflowValidationError(
+                f"task_name: expected a non-empty string, got {value!r}", field="task_name"
+            )
+        return value
+
+    @field_validator("model_validators", mode="before")
+    @classmethod
+    def _model_to_path(cls, value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return model_import_path(value)
+        if value is None or isinstance(value, str):
+            return value
+        raise MageflowValidationError(
+            "model_validators: expected a pydantic model class or an import path, "
+            f"got {type(value).__name__}",
+            field="model_validators",
+        )
+
+    @field_validator("success_callbacks", mode="before")
+    @classmethod
+    def _success_keys(cls, value: Any) -> list[str]:
+        return _callback_keys(value, "success_callbacks")
+
+    @field_validator("error_callbacks", mode="before")
+    @classmethod
+    def _error_keys(cls, value: Any) -> list[str]:
+        return _callback_keys(value, "error_callbacks")
+
+    @field_validator("creation_time")
+    @classmethod
+    def _aware_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise MageflowValidationError(
+                "creation_time: expected a timezone-aware datetime, got a naive one",
+                field="creation_time",
+            )
+        return value.astimezone(UTC)
+
+    @field_validator("kwargs", mode="before")
+    @classmethod
+    def _json_kwargs(cls, value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        if not isinstance(value, dict):
+            raise MageflowValidationError(
+                f"kwargs: expected a mapping of names to values, got {type(value).__name__}",
+                field="kwargs",
+            )
+        return {str(k): to_json_value(v, field=f"kwargs.{k}") for k, v in value.items()}
+
+    @field_validator("task_identifiers", mode="before")
+    @classmethod
+    def _json_identifiers(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise MageflowValidationError(
+                f"task_identifiers: expected a mapping, got {type(value).__name__}",
+                field="task_identifiers",
+            )
+        return {str(k): to_json_value(v, field=f"task_identifiers.{k}") for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _finish(self) -> Signature:
+        if not self.key:
+            self.key = new_key(str(getattr(self, "kind", "task")))
+        self.kwargs = SignatureKwargs(self.kwargs, self.key)
+        return self
+
+    # -- convenience ---------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """Alias of :attr:`key` kept for code written against the older API."""
+        return self.key
+
+    @property
+    def status(self) -> SignatureStatus:
+        return self.task_status.status
+
+    def validator_model(self) -> type[BaseModel] | None:
+        return import_model(self.model_validators) if self.model_validators else None
+
+    # -- persistence-backed operations --------------------------------------
+
+    async def aio_run_no_wait(
+        self, msg: BaseModel | dict[str, Any] | None = None, **options: Any
+    ) -> None:
+        """Dispatch a run of this signature with ``msg``; return without waiting.
+
+        ``options`` are passed to the task manager (for Hatchet: additional
+        metadata, priority ...).
+        """
+        await get_backend().run(self, msg, options)
+
+    async def add_callbacks(
+        self,
+        success: Iterable[Signature | str] | None = None,
+        errors: Iterable[Signature | str] | None = None,
+    ) -> None:
+        ok = _callback_keys(list(success or []), "success")
+        err = _callback_keys(list(errors or []), "errors")
+        await get_backend().add_callbacks(self, ok, err)
+        self.success_callbacks.extend(k for k in ok if k not in self.success_callbacks)
+        self.error_callbacks.extend(k for k in err if k not in self.error_callbacks)
+
+    async def remove(self, with_error: bool = True, with_success: bool = True) -> None:
+        """Delete this signature, and its callbacks (recursively) unless told not to."""
+        await get_backend().remove(self.key, with_error=with_error, with_success=with_success)
+
+    @classmethod
+    async def delete_signature(cls, key: str) -> None:
+        """Delete the signature stored under ``key`` (its callbacks are left alone)."""
+        await get_backend().remove(key, with_error=False, with_success=False)
+
+    async def _apply(self, event: LifecycleEvent) -> None:
+        self.task_status = await get_backend().apply(self.key, event)
+
+    async def suspend(self) -> None:
+        await self._apply(LifecycleEvent.SUSPEND)
+
+    async def resume(self) -> None:
+        await self._apply(LifecycleEvent.RESUME)
+
+    async def interrupt(self) -> None:
+        await self._apply(LifecycleEvent.INTERRUPT)
+
+    async def pause_task(self, pause_type: PauseActionTypes = PauseActionTypes.SUSPEND) -> None:
+        event = (
+            LifecycleEvent.INTERRUPT
+            if PauseActionTypes(pause_type) is PauseActionTypes.INTERRUPT
+            else LifecycleEvent.SUSPEND
+        )
+        await self._apply(event)
+
+
+class TaskSignature(Signature):
+    """A signature of one task."""
+
+    kind: Literal["task"] = "task"
+
+
+class ChainSignature(Signature):
+    """Tasks that run one after another, each receiving the previous one's result.
+
+    ``tasks`` holds the member signature keys in order; it never changes after
+    creation, so a step's completion only moves a cursor in the store.
+    """
+
+    kind: Literal["chain"] = "chain"
+    task_name: str = "mageflow.chain"
+    tasks: list[str] = Field(default_factory=list)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _task_keys(cls, value: Any) -> list[str]:
+        return _callback_keys(value, "tasks")
+
+
+class SwarmConfig(BaseModel):
+    """Limits of a swarm."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_concurrency: int = Field(default=30, ge=1)
+    stop_after_n_failures: int | None = Field(default=None, ge=1)
+    max_task_allowed: int | None = Field(default=None, ge=1)
+
+
+class SwarmSignature(Signature):
+    """Tasks that run in parallel under a concurrency cap and accept members while running.
+
+    Members are not listed in this model: the store keeps them in an
+    append-only list beside the signature so that a member's completion is
+    O(1) no matter how many members the swarm has.
+    """
+
+    kind: Literal["swarm"] = "swarm"
+    task_name: str = "mageflow.swarm"
+    config: SwarmConfig = Field(default_factory=SwarmConfig)
+    is_swarm_closed: bool = False
+
+
+AnySignature = Annotated[
+    TaskSignature | ChainSignature | SwarmSignature, Field(discriminator="kind")
+]

@@ -1,0 +1,145 @@
+"""Signature statuses and the lifecycle transition table.
+
+The table below is the single source of truth for the lifecycle: the Redis
+store compiles it into its Lua scripts, and the state machine in
+``mageflow`` dispatches one handler per entry.
+
+================  ========  ========  ========  =========  ==========  ===========  ========
+status \\ event    start     succeed   fail      suspend    interrupt   resume       cancel
+================  ========  ========  ========  =========  ==========  ===========  ========
+pending           active    ·         ·         suspended  interrupted  pending      canceled
+active            active    done      failed    suspended  interrupted  active       canceled
+suspended         suspended done      failed    suspended  interrupted  *previous*   canceled
+interrupted       ·         ·         ·         ·          interrupted  pending      canceled
+done              ·         done      ·         ·          ·           ·            ·
+failed            ·         ·         failed    ·          ·           ·            ·
+canceled          ·         ·         ·         ·          ·           ·            canceled
+================  ========  ========  ========  =========  ==========  ===========  ========
+
+``·`` is an invalid transition: it raises and changes nothing. A transition to
+the same status is an idempotent no-op, which is what makes every event safe
+to repeat. Notes on the non-obvious cells:
+
+* ``active --start--> active`` is a retry attempt of the run that owns the
+  signature.
+* ``suspended --start--> suspended``: the run is *parked* (its message is kept,
+  its body does not execute); ``resume`` re-dispatches it exactly once.
+* ``suspended --succeed/fail-->``: an attempt that was already running when the
+  signature was suspended is allowed to finish; its outcome is honoured.
+* ``suspended --resume-->`` restores the status the signature had before it
+  was suspended (``pending`` or ``active``).
+* ``interrupted --resume--> pending``: the interrupted run is dispatched again
+  with the message it was started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "PREVIOUS",
+    "TERMINAL_STATUSES",
+    "TRANSITIONS",
+    "LifecycleEvent",
+    "PauseActionTypes",
+    "SignatureStatus",
+    "TaskStatus",
+    "TransitionTarget",
+    "next_status",
+]
+
+
+class SignatureStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    INTERRUPTED = "interrupted"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class LifecycleEvent(StrEnum):
+    START = "start"
+    SUCCEED = "succeed"
+    FAIL = "fail"
+    SUSPEND = "suspend"
+    INTERRUPT = "interrupt"
+    RESUME = "resume"
+    CANCEL = "cancel"
+
+
+class PauseActionTypes(StrEnum):
+    """How ``pause``/``pause_task`` stops a signature.
+
+    SUSPEND is graceful: nothing new starts, an attempt already running may
+    finish, a run that arrives is parked and replayed on resume.
+    INTERRUPT is aggressive: the running run is cancelled in the engine.
+    """
+
+    SUSPEND = "suspend"
+    INTERRUPT = "interrupt"
+
+
+PREVIOUS: Final = "previous"
+"""Transition target meaning "the status before the current one"."""
+
+TransitionTarget = SignatureStatus | Literal["previous"]
+
+_S = SignatureStatus
+_E = LifecycleEvent
+
+TRANSITIONS: Final[Mapping[tuple[SignatureStatus, LifecycleEvent], TransitionTarget]] = {
+    (_S.PENDING, _E.START): _S.ACTIVE,
+    (_S.PENDING, _E.SUSPEND): _S.SUSPENDED,
+    (_S.PENDING, _E.INTERRUPT): _S.INTERRUPTED,
+    (_S.PENDING, _E.RESUME): _S.PENDING,
+    (_S.PENDING, _E.CANCEL): _S.CANCELED,
+    (_S.ACTIVE, _E.START): _S.ACTIVE,
+    (_S.ACTIVE, _E.SUCCEED): _S.DONE,
+    (_S.ACTIVE, _E.FAIL): _S.FAILED,
+    (_S.ACTIVE, _E.SUSPEND): _S.SUSPENDED,
+    (_S.ACTIVE, _E.INTERRUPT): _S.INTERRUPTED,
+    (_S.ACTIVE, _E.RESUME): _S.ACTIVE,
+    (_S.ACTIVE, _E.CANCEL): _S.CANCELED,
+    (_S.SUSPENDED, _E.START): _S.SUSPENDED,
+    (_S.SUSPENDED, _E.SUCCEED): _S.DONE,
+    (_S.SUSPENDED, _E.FAIL): _S.FAILED,
+    (_S.SUSPENDED, _E.SUSPEND): _S.SUSPENDED,
+    (_S.SUSPENDED, _E.INTERRUPT): _S.INTERRUPTED,
+    (_S.SUSPENDED, _E.RESUME): PREVIOUS,
+    (_S.SUSPENDED, _E.CANCEL): _S.CANCELED,
+    (_S.INTERRUPTED, _E.INTERRUPT): _S.INTERRUPTED,
+    (_S.INTERRUPTED, _E.RESUME): _S.PENDING,
+    (_S.INTERRUPTED, _E.CANCEL): _S.CANCELED,
+    (_S.DONE, _E.SUCCEED): _S.DONE,
+    (_S.FAILED, _E.FAIL): _S.FAILED,
+    (_S.CANCELED, _E.CANCEL): _S.CANCELED,
+}
+
+TERMINAL_STATUSES: Final[frozenset[SignatureStatus]] = frozenset({_S.DONE, _S.FAILED, _S.CANCELED})
+
+
+def next_status(
+    current: SignatureStatus, event: LifecycleEvent, previous: SignatureStatus | None
+) -> SignatureStatus | None:
+    """Status after ``event`` from ``current``, or None when the event is invalid."""
+    target = TRANSITIONS.get((current, event))
+    if target is None:
+        return None
+    if target == PREVIOUS:
+        return previous if previous is not None else SignatureStatus.PENDING
+    return SignatureStatus(target)
+
+
+class TaskStatus(BaseModel):
+    """A signature's current status and the one it had before."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: SignatureStatus = SignatureStatus.PENDING
+    last_status: SignatureStatus | None = None
