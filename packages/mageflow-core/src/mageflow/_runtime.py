@@ -167,7 +167,11 @@ class MageflowRuntime:
             return described.name, described.input_model
         name = getattr(task, "name", None)
         if isinstance(name, str) and name:
-            return name, getattr(task, "input_validator", None)
+            model = getattr(task, "input_validator_type", None) or getattr(
+                task, "input_validator", None)
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                model = None
+            return name, model
         raise MageflowValidationError(
             f"task: expected a task name or a task object of the configured engine, "
             f"got {type(task).__name__}",

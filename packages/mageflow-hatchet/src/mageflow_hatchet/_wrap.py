@@ -1,0 +1,141 @@
+"""Wrapping a user's task function so it drives the signature lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, is_dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from hatchet_sdk import Context
+from hatchet_sdk.exceptions import NonRetryableException
+from hatchet_sdk.utils.timedelta_to_expression import expr_to_timedelta
+from pydantic import BaseModel
+
+from mageflow.manager import DISPATCH_ID_META, SIGNATURE_KEY_META
+from thirdmagic.params import AcceptParams
+
+if TYPE_CHECKING:
+    from mageflow._runtime import MageflowRuntime
+    from thirdmagic.signature import Signature
+
+__all__ = ["ExecutionTimeoutError", "TaskFlags", "flags_of", "make_wrapper"]
+
+log = logging.getLogger("mageflow.hatchet")
+
+_FLAGS_ATTR = "__mageflow_flags__"
+
+
+class ExecutionTimeoutError(NonRetryableException):
+    """The task body ran past its execution timeout; no retry follows."""
+
+
+@dataclass
+class TaskFlags:
+    with_ctx: bool = False
+    with_signature: bool = False
+    stagger: timedelta | None = None
+
+
+def flags_of(fn: Callable[..., Any]) -> TaskFlags:
+    flags = getattr(fn, _FLAGS_ATTR, None)
+    if flags is None:
+        flags = TaskFlags()
+        setattr(fn, _FLAGS_ATTR, flags)
+    return flags
+
+
+def _seconds(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return expr_to_timedelta(str(value)).total_seconds()
+
+
+def _output(value: Any) -> Any:
+    # Hatchet accepts only JSON objects as task output; a bare value from a
+    # signature run is wrapped so the run does not fail after it succeeded.
+    if value is None or isinstance(value, (dict, BaseModel)) or is_dataclass(value):
+        return value
+    return {"mageflow_results": value}
+
+
+def make_wrapper(
+    fn: Callable[..., Any],
+    *,
+    runtime: Callable[[], MageflowRuntime],
+    task_name: Callable[[], str],
+    model: type[BaseModel] | None,
+    param_config: AcceptParams,
+    execution_timeout: Any,
+) -> Callable[[Any, Context], Any]:
+    flags = flags_of(fn)
+    timeout_s = _seconds(execution_timeout, 60.0)
+    is_async = inspect.iscoroutinefunction(fn)
+
+    async def call_user(msg: Any, ctx: Context, sig: Signature | None) -> Any:
+        mode = AcceptParams.ALL if flags.with_ctx else param_config
+        args: tuple[Any, ...]
+        if mode is AcceptParams.CTX_ONLY:
+            args = (ctx,)
+        elif mode is AcceptParams.ALL:
+            args = (msg, ctx)
+        else:
+            args = (msg,)
+        kwargs: dict[str, Any] = {"signature": sig} if flags.with_signature else {}
+        if is_async:
+            return await fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def mageflow_task(input: Any, ctx: Context) -> Any:
+        budget = timeout_s
+        if flags.stagger is not None:
+            delay = random.uniform(0, flags.stagger.total_seconds())
+            log.info("task %s staggered by %.3fs", task_name(), delay)
+            await ctx.aio_refresh_timeout(timedelta(seconds=delay))
+            budget += delay
+            await asyncio.sleep(delay)
+        meta = ctx.additional_metadata or {}
+        key = meta.get(SIGNATURE_KEY_META)
+        if not isinstance(key, str) or not key:
+            return await call_user(input, ctx, None)
+
+        # Stop a little before Hatchet's own deadline so the timeout is
+        # recorded as a final failure and error callbacks fire.
+        margin = min(1.0, budget * 0.1)
+
+        async def body(arg: Any, sig: Signature) -> Any:
+            try:
+                async with asyncio.timeout(max(budget - margin, 0.05)):
+                    return await call_user(arg, ctx, sig)
+            except TimeoutError as exc:
+                raise ExecutionTimeoutError(
+                    f"task {task_name()!r} exceeded its execution timeout of {budget:.1f}s"
+                ) from exc
+
+        def final(exc: BaseException) -> bool:
+            return isinstance(exc, NonRetryableException) or ctx.attempt_number >= ctx.max_attempts
+
+        from mageflow._runtime import RunRequest
+
+        payload = input.model_dump(mode="json", by_alias=True) if isinstance(
+            input, BaseModel) else dict(input or {})
+        outcome = await runtime().execute_run(
+            RunRequest(key, str(meta.get(DISPATCH_ID_META) or ""), ctx.workflow_run_id,
+                       payload, model, task_name()),
+            body,
+            final,
+        )
+        return _output(outcome.result) if outcome.ran else None
+
+    mageflow_task.__name__ = getattr(fn, "__name__", "mageflow_task")
+    mageflow_task.__qualname__ = getattr(fn, "__qualname__", mageflow_task.__name__)
+    mageflow_task.__doc__ = fn.__doc__
+    return mageflow_task

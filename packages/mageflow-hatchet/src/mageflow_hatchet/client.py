@@ -1,0 +1,121 @@
+"""The Mageflow client: a Hatchet client with signatures, callbacks and lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from hatchet_sdk import Hatchet
+from pydantic import BaseModel
+
+import mageflow
+from mageflow._runtime import MageflowRuntime
+from mageflow.config import MageflowConfig
+from mageflow_hatchet._wrap import flags_of, make_wrapper
+from mageflow_hatchet.manager import HatchetTaskManager
+from thirdmagic.params import AcceptParams
+from thirdmagic.signature import TaskSignature
+
+__all__ = ["HatchetMageflow", "Mageflow"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class HatchetMageflow:
+    """Acts exactly like the wrapped ``Hatchet`` client, plus MageFlow's features.
+
+    Anything not defined here is delegated to the Hatchet client.
+    """
+
+    def __init__(
+        self,
+        hatchet_client: Hatchet,
+        redis_client: aioredis.Redis | str | None = None,
+        param_config: AcceptParams = AcceptParams.NO_CTX,
+        config: MageflowConfig | None = None,
+    ) -> None:
+        self.hatchet = hatchet_client
+        self.param_config = AcceptParams(param_config)
+        self.task_manager = HatchetTaskManager(hatchet_client)
+        self.runtime: MageflowRuntime = mageflow.configure(
+            redis_client, self.task_manager, config
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hatchet, name)
+
+    # -- task registration ---------------------------------------------------
+
+    def _register(self, decorator: Callable[..., Any], options: dict[str, Any]
+                  ) -> Callable[[Callable[..., Any]], Any]:
+        model = options.get("input_validator")
+        if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = None
+
+        def wrap(fn: Callable[..., Any]) -> Any:
+            registered: list[Any] = []
+            wrapper = make_wrapper(
+                fn,
+                runtime=lambda: self.runtime,
+                task_name=lambda: registered[0].name,
+                model=model,
+                param_config=self.param_config,
+                execution_timeout=options.get("execution_timeout"),
+            )
+            task = decorator(**options)(wrapper)
+            registered.append(task)
+            self.task_manager.register(task, task.name, model, int(options.get("retries", 0)))
+            return task
+
+        return wrap
+
+    def task(self, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+        """Like ``Hatchet.task``; a run started from a signature drives its lifecycle.
+
+        A direct Hatchet run of the same task behaves as if MageFlow were not there.
+        """
+        return self._register(self.hatchet.task, options)
+
+    def durable_task(self, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+        """Like ``Hatchet.durable_task``, with the same MageFlow behaviour as :meth:`task`."""
+        return self._register(self.hatchet.durable_task, options)
+
+    # -- per-task options --------------------------------------------------------
+
+    def with_ctx(self, fn: _F) -> _F:
+        """Pass the Hatchet ``Context`` to this task whatever ``param_config`` says."""
+        flags_of(fn).with_ctx = True
+        return fn
+
+    def with_signature(self, fn: _F) -> _F:
+        """Pass the task's own ``TaskSignature`` as keyword ``signature``."""
+        flags_of(fn).with_signature = True
+        return fn
+
+    def stagger_execution(self, wait_delta: timedelta) -> Callable[[_F], _F]:
+        """Delay the body by a uniform random 0..wait_delta, extending the timeout to match."""
+        if wait_delta.total_seconds() < 0:
+            raise mageflow.MageflowValidationError(
+                "wait_delta: expected a non-negative duration", field="wait_delta"
+            )
+
+        def mark(fn: _F) -> _F:
+            flags_of(fn).stagger = wait_delta
+            return fn
+
+        return mark
+
+    # -- signatures ------------------------------------------------------------
+
+    async def asign(self, task: Any, **options: Any) -> TaskSignature:
+        return await self.runtime.sign(task, **options)
+
+    sign = asign
+
+    async def load_signature(self, key: str) -> Any:
+        return await self.runtime.load(key)
+
+
+Mageflow = HatchetMageflow
