@@ -93,17 +93,20 @@ SCRUBBED_PREFIXES = (
 STARTUP_TIMEOUT = float(os.environ.get("MAGEFLOW_ENGINE_STARTUP_TIMEOUT", "180"))
 
 _t0 = time.monotonic()
-_log_file: IO[str] | None = None
 _log_lock = threading.Lock()
+
+
+class _Log:
+    file: IO[str] | None = None
 
 
 def log(msg: str) -> None:
     line = f"[hatchet-sidecar +{time.monotonic() - _t0:5.1f}s] {msg}"
     with _log_lock:
         print(line, file=sys.stderr, flush=True)
-        if _log_file is not None:
-            _log_file.write(line + "\n")
-            _log_file.flush()
+        if _Log.file is not None:
+            _Log.file.write(line + "\n")
+            _Log.file.flush()
 
 
 class Abort(Exception):
@@ -156,6 +159,7 @@ class Sidecar:
         self,
         name: str,
         cmd: list[str],
+        *,
         env: dict[str, str] | None = None,
         user: str | None = None,
         timeout: float = 120,
@@ -164,14 +168,14 @@ class Sidecar:
         """Run a short-lived command, output to the log file; return its stdout if capture."""
         self.check()
         t = time.monotonic()
-        assert _log_file is not None
+        assert _Log.file is not None
         proc = subprocess.Popen(
             cmd,
             cwd=self.tmp,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else _log_file,
-            stderr=_log_file,
+            stdout=subprocess.PIPE if capture else _Log.file,
+            stderr=_Log.file,
             start_new_session=True,
             **_as_user(user),
         )
@@ -201,14 +205,14 @@ class Sidecar:
     def spawn(
         self, name: str, cmd: list[str], env: dict[str, str] | None, user: str | None, stop_sig: int
     ) -> subprocess.Popen[bytes]:
-        assert _log_file is not None
+        assert _Log.file is not None
         proc = subprocess.Popen(
             cmd,
             cwd=self.tmp,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=_log_file,
-            stderr=_log_file,
+            stdout=_Log.file,
+            stderr=_Log.file,
             start_new_session=True,
             **_as_user(user),
         )
@@ -294,7 +298,16 @@ class Sidecar:
         if fresh:
             self.run(
                 "createdb",
-                [str(bindir / "createdb"), "-h", str(sock), "-p", str(port), "-U", "hatchet", "hatchet"],
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    str(sock),
+                    "-p",
+                    str(port),
+                    "-U",
+                    "hatchet",
+                    "hatchet",
+                ],
                 env=_pg_env(),
                 user=user,
             )
@@ -433,7 +446,9 @@ class Sidecar:
         self.wait_for(
             "the REST API", lambda: _http_ok(f"{api_url}/api/ready"), STARTUP_TIMEOUT, 0.2
         )
-        log(f"hatchet-lite: ready ({time.monotonic() - t:.1f}s): grpc {grpc_address}, api {api_url}")
+        log(
+            f"hatchet-lite: ready ({time.monotonic() - t:.1f}s): grpc {grpc_address}, api {api_url}"
+        )
         return {
             "token": token,
             "tenant_id": tenant_id,
@@ -626,23 +641,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     flag("log-level", dest="log_level")
     flag("rabbitmq-url", dest="rabbitmq_url")
     flag("postgres-data-dir", dest="postgres_data_dir")
-    flag("ignore-stdin", dest="ignore_stdin", action="store_true",
-         help="do not stop when stdin closes (manual/background use)")
+    flag(
+        "ignore-stdin",
+        dest="ignore_stdin",
+        action="store_true",
+        help="do not stop when stdin closes (manual/background use)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    global _log_file
     args = parse_args(argv)
     sidecar = Sidecar(args)
-    _log_file = open(sidecar.log_path, "a", buffering=1)  # noqa: SIM115
+    _Log.file = open(sidecar.log_path, "a", buffering=1)  # noqa: SIM115
     with _signals(sidecar):
         if not args.ignore_stdin:
             _watch_stdin(sidecar)
         try:
             handshake = sidecar.start()
             _write_atomic(Path(args.handshake_file), handshake)
-            log(f"ready in {time.monotonic() - _t0:.1f}s; handshake written to {args.handshake_file}")
+            log(f"ready in {time.monotonic() - _t0:.1f}s; handshake in {args.handshake_file}")
             while not sidecar.stop.wait(0.5):
                 sidecar.check()
             log(f"stopping: {sidecar.stop_reason}")
