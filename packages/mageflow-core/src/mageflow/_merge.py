@@ -48,8 +48,9 @@ def task_input(msg: BaseModel | dict[str, Any] | None, bound: dict[str, Any]) ->
     return {**message_data(msg), **bound}
 
 
-def rebind_at_start(payload: dict[str, Any], bound: dict[str, Any],
-                    model: type[BaseModel] | None) -> dict[str, Any]:
+def rebind_at_start(
+    payload: dict[str, Any], bound: dict[str, Any], model: type[BaseModel] | None
+) -> dict[str, Any]:
     """Apply kwargs updated after dispatch; a delivered return value is kept."""
     if not bound:
         return payload
@@ -62,8 +63,9 @@ def rebind_at_start(payload: dict[str, Any], bound: dict[str, Any],
     return merged
 
 
-def success_callback_input(model: type[BaseModel] | None, bound: dict[str, Any],
-                           result: Any) -> dict[str, Any]:
+def success_callback_input(
+    model: type[BaseModel] | None, bound: dict[str, Any], result: Any
+) -> dict[str, Any]:
     return inject_return_value(model, bound, result)
 
 
@@ -71,8 +73,9 @@ def error_callback_input(original: dict[str, Any], bound: dict[str, Any]) -> dic
     return {**original, **bound}
 
 
-def validate_input(model: type[BaseModel], data: dict[str, Any], *, key: str | None,
-                   task_name: str) -> BaseModel:
+def validate_input(
+    model: type[BaseModel], data: dict[str, Any], *, key: str | None, task_name: str
+) -> BaseModel:
     """``data`` validated as ``model``, or an error naming the first bad field."""
     try:
         return model.model_validate(data)

@@ -42,13 +42,20 @@ __all__ = ["MageflowRuntime", "RunOutcome", "RunRequest"]
 log = logging.getLogger("mageflow")
 
 _T = TypeVar("_T")
-_held_locks: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "mageflow_held_locks"
+_held_locks: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("mageflow_held_locks")
+_SIGNATURE_OPTIONS = frozenset(
+    {
+        "kwargs",
+        "creation_time",
+        "model_validators",
+        "success_callbacks",
+        "error_callbacks",
+        "task_status",
+        "task_identifiers",
+        "key",
+        "id",
+    }
 )
-_SIGNATURE_OPTIONS = frozenset({
-    "kwargs", "creation_time", "model_validators", "success_callbacks", "error_callbacks",
-    "task_status", "task_identifiers", "key", "id",
-})
 
 
 def _token(key: str) -> str:
@@ -104,8 +111,9 @@ class MageflowRuntime:
             )
         return self.manager
 
-    async def _waiting_for_lock(self, key: str, call: Callable[[], Awaitable[_T]],
-                                wait: timedelta | None = None) -> _T:
+    async def _waiting_for_lock(
+        self, key: str, call: Callable[[], Awaitable[_T]], wait: timedelta | None = None
+    ) -> _T:
         deadline = time.monotonic() + (wait or self.config.lock_wait).total_seconds()
         interval = self.config.lock_poll_interval.total_seconds()
         started = time.monotonic()
@@ -128,8 +136,11 @@ class MageflowRuntime:
             try:
                 return import_model(model_path)
             except MageflowValidationError:
-                log.warning("cannot import model %s of task %s; its input is not validated",
-                            model_path, task_name)
+                log.warning(
+                    "cannot import model %s of task %s; its input is not validated",
+                    model_path,
+                    task_name,
+                )
         described = self.describe(task_name)
         return described.input_model if described else None
 
@@ -168,7 +179,8 @@ class MageflowRuntime:
         name = getattr(task, "name", None)
         if isinstance(name, str) and name:
             model = getattr(task, "input_validator_type", None) or getattr(
-                task, "input_validator", None)
+                task, "input_validator", None
+            )
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 model = None
             return name, model
@@ -183,8 +195,9 @@ class MageflowRuntime:
 
     # -- SignatureBackend ------------------------------------------------------
 
-    async def run(self, signature: Signature, msg: BaseModel | dict[str, Any] | None,
-                  options: dict[str, Any]) -> None:
+    async def run(
+        self, signature: Signature, msg: BaseModel | dict[str, Any] | None, options: dict[str, Any]
+    ) -> None:
         manager = self._manager()
         key = signature.key
         data = _merge.task_input(msg, dict(signature.kwargs))
@@ -199,10 +212,15 @@ class MageflowRuntime:
         if code == "parked":
             log.info("signature %s is suspended; its run is parked until resume", key)
             return
-        await self._send(DispatchRequest(
-            task_name=signature.task_name, input=data, signature_key=key,
-            dispatch_id=dispatch_id, options=options,
-        ))
+        await self._send(
+            DispatchRequest(
+                task_name=signature.task_name,
+                input=data,
+                signature_key=key,
+                dispatch_id=dispatch_id,
+                options=options,
+            )
+        )
 
     async def _send(self, request: DispatchRequest) -> None:
         try:
@@ -215,8 +233,9 @@ class MageflowRuntime:
                 f"{request.signature_key!r} failed: {exc}"
             ) from exc
 
-    async def add_callbacks(self, signature: Signature, success: list[str],
-                            errors: list[str]) -> None:
+    async def add_callbacks(
+        self, signature: Signature, success: list[str], errors: list[str]
+    ) -> None:
         key = signature.key
         await self._waiting_for_lock(
             key, lambda: self.store.add_callbacks(key, success, errors, _token(key))
@@ -225,8 +244,9 @@ class MageflowRuntime:
     async def remove(self, key: str, *, with_error: bool, with_success: bool) -> None:
         await self._waiting_for_lock(
             key,
-            lambda: self.store.remove(key, with_error=with_error, with_success=with_success,
-                                      token=_token(key)),
+            lambda: self.store.remove(
+                key, with_error=with_error, with_success=with_success, token=_token(key)
+            ),
         )
 
     async def apply(self, key: str, event: LifecycleEvent) -> TaskStatus:
@@ -242,9 +262,7 @@ class MageflowRuntime:
 
     async def update_kwargs(self, key: str, values: dict[str, Any]) -> None:
         plain = {name: to_json_value(v, field=f"kwargs.{name}") for name, v in values.items()}
-        await self._waiting_for_lock(
-            key, lambda: self.store.update_kwargs(key, plain, _token(key))
-        )
+        await self._waiting_for_lock(key, lambda: self.store.update_kwargs(key, plain, _token(key)))
 
     # -- used by lifecycle handlers -------------------------------------------
 
@@ -254,23 +272,27 @@ class MageflowRuntime:
         except MageflowError:
             raise
         except Exception as exc:
-            raise EngineError(f"cancelling run {run_id!r} of signature {key!r} failed: {exc}"
-                              ) from exc
+            raise EngineError(
+                f"cancelling run {run_id!r} of signature {key!r} failed: {exc}"
+            ) from exc
 
     async def redispatch(self, key: str, input_data: dict[str, Any], dispatch_id: str) -> None:
         sig = await self.store.load(key)
         if sig is None:
             return
-        await self._send(DispatchRequest(
-            task_name=sig.task_name, input=input_data, signature_key=key,
-            dispatch_id=dispatch_id,
-        ))
+        await self._send(
+            DispatchRequest(
+                task_name=sig.task_name,
+                input=input_data,
+                signature_key=key,
+                dispatch_id=dispatch_id,
+            )
+        )
 
     # -- locks ----------------------------------------------------------------
 
     @asynccontextmanager
-    async def lock(self, key: str, *, wait: timedelta | float | None = None
-                   ) -> AsyncIterator[None]:
+    async def lock(self, key: str, *, wait: timedelta | float | None = None) -> AsyncIterator[None]:
         """Hold ``key``: no other caller changes its status or deletes it meanwhile."""
         held = _held_locks.get({})
         if key in held:
@@ -336,15 +358,21 @@ class MageflowRuntime:
             raise
         except BaseException as exc:
             if is_final_failure(exc):
-                await self._complete(key, request.run_id, succeeded=False,
-                                     payload=f"{type(exc).__name__}: {exc}", original=data)
+                await self._complete(
+                    key,
+                    request.run_id,
+                    succeeded=False,
+                    payload=f"{type(exc).__name__}: {exc}",
+                    original=data,
+                )
             raise
         plain = to_json_value(result, field=f"return value of {sig.task_name}")
         await self._complete(key, request.run_id, succeeded=True, payload=plain, original=data)
         return RunOutcome(ran=True, result=result)
 
-    async def _complete(self, key: str, run_id: str, *, succeeded: bool, payload: Any,
-                        original: dict[str, Any]) -> None:
+    async def _complete(
+        self, key: str, run_id: str, *, succeeded: bool, payload: Any, original: dict[str, Any]
+    ) -> None:
         code, outbox = await self._waiting_for_lock(
             key,
             lambda: self.store.finish(key, succeeded=succeeded, run_id=run_id, payload=payload),
@@ -355,26 +383,29 @@ class MageflowRuntime:
             return
         await self._dispatch_outbox(outbox, succeeded, payload if succeeded else original)
 
-    async def _dispatch_outbox(self, outbox: Sequence[OutboxEntry], succeeded: bool,
-                               value: Any) -> None:
+    async def _dispatch_outbox(
+        self, outbox: Sequence[OutboxEntry], succeeded: bool, value: Any
+    ) -> None:
         if not outbox:
             return
         requests = [self._callback_request(entry, succeeded, value) for entry in outbox]
-        results = await asyncio.gather(*(self._send(r) for r in requests),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._send(r) for r in requests), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             # Raising makes the engine redeliver the run; the redelivery drains
             # the outbox again and already-started callbacks skip themselves.
             raise failures[0]
 
-    def _callback_request(self, entry: OutboxEntry, succeeded: bool, value: Any
-                          ) -> DispatchRequest:
+    def _callback_request(self, entry: OutboxEntry, succeeded: bool, value: Any) -> DispatchRequest:
         model = self.model_for(entry.task_name, entry.model_path)
         if succeeded:
             data = _merge.success_callback_input(model, entry.kwargs, value)
         else:
             original = value if isinstance(value, dict) else {}
             data = _merge.error_callback_input(original, entry.kwargs)
-        return DispatchRequest(task_name=entry.task_name, input=data, signature_key=entry.key,
-                               dispatch_id=entry.dispatch_id)
+        return DispatchRequest(
+            task_name=entry.task_name,
+            input=data,
+            signature_key=entry.key,
+            dispatch_id=entry.dispatch_id,
+        )

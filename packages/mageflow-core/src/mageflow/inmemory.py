@@ -119,8 +119,9 @@ class InMemoryTaskManager:
             found = next((t for t in self._tasks.values() if t.fn is task), None)
         if found is None:
             return None
-        return TaskDescription(name=found.name, input_model=found.input_validator,
-                               retries=found.retries)
+        return TaskDescription(
+            name=found.name, input_model=found.input_validator, retries=found.retries
+        )
 
     # -- TaskManager ------------------------------------------------------------
 
@@ -129,8 +130,14 @@ class InMemoryTaskManager:
         if task is None:
             raise NotFoundError(f"task {request.task_name!r} is not registered in memory")
         run_id = f"run-{uuid.uuid4().hex[:12]}"
-        record = RunRecord(run_id, request.task_name, request.input, request.signature_key,
-                           request.dispatch_id, options=request.options)
+        record = RunRecord(
+            run_id,
+            request.task_name,
+            request.input,
+            request.signature_key,
+            request.dispatch_id,
+            options=request.options,
+        )
         self.runs[run_id] = record
         self._running[run_id] = asyncio.create_task(self._execute(task, record))
         return DispatchResult(run_id=run_id)
@@ -152,8 +159,14 @@ class InMemoryTaskManager:
 
         runtime = self._runtime_or_fail()
         attempts = task.retries + 1
-        request = RunRequest(record.signature_key, record.dispatch_id, record.run_id,
-                             record.input, task.input_validator, task.name)
+        request = RunRequest(
+            record.signature_key,
+            record.dispatch_id,
+            record.run_id,
+            record.input,
+            task.input_validator,
+            task.name,
+        )
 
         async def body(arg: Any, sig: Signature) -> Any:
             self.body_calls[task.name] += 1

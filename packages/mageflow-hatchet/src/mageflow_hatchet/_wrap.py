@@ -125,11 +125,20 @@ def make_wrapper(
 
         from mageflow._runtime import RunRequest
 
-        payload = input.model_dump(mode="json", by_alias=True) if isinstance(
-            input, BaseModel) else dict(input or {})
+        payload = (
+            input.model_dump(mode="json", by_alias=True)
+            if isinstance(input, BaseModel)
+            else dict(input or {})
+        )
         outcome = await runtime().execute_run(
-            RunRequest(key, str(meta.get(DISPATCH_ID_META) or ""), ctx.workflow_run_id,
-                       payload, model, task_name()),
+            RunRequest(
+                key,
+                str(meta.get(DISPATCH_ID_META) or ""),
+                ctx.workflow_run_id,
+                payload,
+                model,
+                task_name(),
+            ),
             body,
             final,
         )

@@ -39,17 +39,16 @@ class HatchetMageflow:
         self.hatchet = hatchet_client
         self.param_config = AcceptParams(param_config)
         self.task_manager = HatchetTaskManager(hatchet_client)
-        self.runtime: MageflowRuntime = mageflow.configure(
-            redis_client, self.task_manager, config
-        )
+        self.runtime: MageflowRuntime = mageflow.configure(redis_client, self.task_manager, config)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.hatchet, name)
 
     # -- task registration ---------------------------------------------------
 
-    def _register(self, decorator: Callable[..., Any], options: dict[str, Any]
-                  ) -> Callable[[Callable[..., Any]], Any]:
+    def _register(
+        self, decorator: Callable[..., Any], options: dict[str, Any]
+    ) -> Callable[[Callable[..., Any]], Any]:
         model = options.get("input_validator")
         if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
             model = None

@@ -59,10 +59,10 @@ class HatchetTaskManager:
         self._by_name: dict[str, TaskDescription] = {}
         self._by_object: dict[int, str] = {}
 
-    def register(self, task: Any, name: str, input_model: type[BaseModel] | None,
-                 retries: int) -> None:
-        self._by_name[name] = TaskDescription(name=name, input_model=input_model,
-                                              retries=retries)
+    def register(
+        self, task: Any, name: str, input_model: type[BaseModel] | None, retries: int
+    ) -> None:
+        self._by_name[name] = TaskDescription(name=name, input_model=input_model, retries=retries)
         self._by_object[id(task)] = name
 
     def describe(self, request: DescribeRequest) -> TaskDescription | None:
@@ -78,8 +78,11 @@ class HatchetTaskManager:
             if known is not None:
                 return known
             validator = getattr(task, "input_validator_type", None)
-            model = validator if isinstance(validator, type) and issubclass(
-                validator, BaseModel) else None
+            model = (
+                validator
+                if isinstance(validator, type) and issubclass(validator, BaseModel)
+                else None
+            )
             return TaskDescription(name=task_name, input_model=model)
         return None
 
@@ -112,5 +115,6 @@ class HatchetTaskManager:
         return DispatchResult(run_id=ref.workflow_run_id)
 
     async def cancel(self, request: CancelRequest) -> None:
-        await self._engine(f"cancel of run {request.run_id!r}",
-                           self.hatchet.runs.aio_cancel(request.run_id))
+        await self._engine(
+            f"cancel of run {request.run_id!r}", self.hatchet.runs.aio_cancel(request.run_id)
+        )

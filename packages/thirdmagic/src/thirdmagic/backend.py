@@ -22,11 +22,13 @@ __all__ = ["SignatureBackend", "get_backend", "set_backend"]
 
 
 class SignatureBackend(Protocol):
-    async def run(self, signature: Signature, msg: BaseModel | dict[str, Any] | None,
-                  options: dict[str, Any]) -> None: ...
+    async def run(
+        self, signature: Signature, msg: BaseModel | dict[str, Any] | None, options: dict[str, Any]
+    ) -> None: ...
 
-    async def add_callbacks(self, signature: Signature, success: list[str],
-                            errors: list[str]) -> None: ...
+    async def add_callbacks(
+        self, signature: Signature, success: list[str], errors: list[str]
+    ) -> None: ...
 
     async def remove(self, key: str, *, with_error: bool, with_success: bool) -> None: ...
 

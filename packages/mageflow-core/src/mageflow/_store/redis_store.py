@@ -113,9 +113,18 @@ class RedisStore:
 
     async def prepare(self) -> None:
         """Load every script into the server so later calls are one EVALSHA each."""
-        scripts = (self._create, self._dispatch, self._begin, self._finish, self._transition,
-                   self._update_kwargs, self._add_callbacks, self._remove, self._lock,
-                   self._unlock)
+        scripts = (
+            self._create,
+            self._dispatch,
+            self._begin,
+            self._finish,
+            self._transition,
+            self._update_kwargs,
+            self._add_callbacks,
+            self._remove,
+            self._lock,
+            self._unlock,
+        )
         await self._guard(lambda: self._load_scripts(scripts), key=None)
 
     async def _load_scripts(self, scripts: Sequence[AsyncScript]) -> None:
@@ -145,8 +154,9 @@ class RedisStore:
         except redis_exc.RedisError as exc:
             raise StoreError(f"redis error on {key!r}: {exc}", key=key) from exc
 
-    async def _run(self, script: AsyncScript, key: str, keys: list[str], args: list[Any]
-                   ) -> list[Any]:
+    async def _run(
+        self, script: AsyncScript, key: str, keys: list[str], args: list[Any]
+    ) -> list[Any]:
         raw = await self._guard(lambda: script(keys=keys, args=args), key=key)
         reply = cast(list[Any], raw)
         code = _text(reply[0])
@@ -169,13 +179,20 @@ class RedisStore:
     def encode(self, sig: Signature) -> list[str]:
         data = sig.model_dump(mode="json")
         pairs: list[str] = [
-            S.F_VERSION, S.SCHEMA_VERSION,
-            S.F_KIND, data["kind"],
-            S.F_TASK, data["task_name"],
-            S.F_CREATED, data["creation_time"],
-            S.F_STATUS, data["task_status"]["status"],
-            S.F_CALLBACKS_OK, _jdump(data["success_callbacks"]),
-            S.F_CALLBACKS_ERR, _jdump(data["error_callbacks"]),
+            S.F_VERSION,
+            S.SCHEMA_VERSION,
+            S.F_KIND,
+            data["kind"],
+            S.F_TASK,
+            data["task_name"],
+            S.F_CREATED,
+            data["creation_time"],
+            S.F_STATUS,
+            data["task_status"]["status"],
+            S.F_CALLBACKS_OK,
+            _jdump(data["success_callbacks"]),
+            S.F_CALLBACKS_ERR,
+            _jdump(data["error_callbacks"]),
         ]
         if data["task_status"]["last_status"]:
             pairs += [S.F_LAST_STATUS, data["task_status"]["last_status"]]
@@ -185,9 +202,18 @@ class RedisStore:
             pairs += [S.F_IDENT, _jdump(data["task_identifiers"])]
         for name, value in data["kwargs"].items():
             pairs += [S.KWARG_PREFIX + name, _jdump(value)]
-        common = {"key", "kind", "task_name", "creation_time", "task_status",
-                  "success_callbacks", "error_callbacks", "model_validators",
-                  "task_identifiers", "kwargs"}
+        common = {
+            "key",
+            "kind",
+            "task_name",
+            "creation_time",
+            "task_status",
+            "success_callbacks",
+            "error_callbacks",
+            "model_validators",
+            "task_identifiers",
+            "kwargs",
+        }
         for name, value in data.items():
             if name not in common:
                 pairs += [S.XFIELD_PREFIX + name, _jdump(value)]
@@ -218,14 +244,14 @@ class RedisStore:
                     "last_status": flat.get(S.F_LAST_STATUS) or None,
                 },
                 "kwargs": {
-                    name[len(S.KWARG_PREFIX):]: json.loads(value)
+                    name[len(S.KWARG_PREFIX) :]: json.loads(value)
                     for name, value in flat.items()
                     if name.startswith(S.KWARG_PREFIX)
                 },
             }
             for name, value in flat.items():
                 if name.startswith(S.XFIELD_PREFIX):
-                    data[name[len(S.XFIELD_PREFIX):]] = json.loads(value)
+                    data[name[len(S.XFIELD_PREFIX) :]] = json.loads(value)
             return _signature_adapter.validate_python(data)
         except (KeyError, ValueError, ValidationError, MageflowValidationError) as exc:
             raise StoreError(
@@ -243,7 +269,7 @@ class RedisStore:
                 f"key: a signature is already stored under {sig.key!r}", field="key", key=sig.key
             )
         if reply[0] == "missing":
-            missing = _text(reply[1])[len(self.keys.sig_prefix):]
+            missing = _text(reply[1])[len(self.keys.sig_prefix) :]
             raise SignatureNotFoundError(
                 missing, f"signature {sig.key!r} refers to {missing!r}, which is not stored"
             )
@@ -264,26 +290,34 @@ class RedisStore:
         raws = await self._guard(call, key=None)
         return [self.decode(k, r) if r else None for k, r in zip(keys, raws, strict=True)]
 
-    async def dispatch(self, key: str, input_data: dict[str, Any], dispatch_id: str,
-                       token: str) -> Literal["dispatch", "parked"]:
+    async def dispatch(
+        self, key: str, input_data: dict[str, Any], dispatch_id: str, token: str
+    ) -> Literal["dispatch", "parked"]:
         reply = await self._run(
-            self._dispatch, key, [self.keys.sig(key), self.keys.lock(key)],
+            self._dispatch,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
             [token, _jdump(input_data), dispatch_id, self._active_ms],
         )
         if reply[0] == "missing":
             raise self._missing(key)
         if reply[0] == "invalid":
             raise InvalidTransitionError(
-                key, _text(reply[1]), "run",
+                key,
+                _text(reply[1]),
+                "run",
                 f"signature {key!r} cannot be run: its status is {_text(reply[1])!r} "
                 "(only pending or suspended signatures accept a run)",
             )
         return cast(Literal["dispatch", "parked"], reply[0])
 
-    async def begin(self, key: str, dispatch_id: str, run_id: str,
-                    input_data: dict[str, Any]) -> BeginResult:
+    async def begin(
+        self, key: str, dispatch_id: str, run_id: str, input_data: dict[str, Any]
+    ) -> BeginResult:
         reply = await self._run(
-            self._begin, key, [self.keys.sig(key), self.keys.lock(key)],
+            self._begin,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
             [dispatch_id, run_id, _jdump(input_data), self._active_ms],
         )
         code = reply[0]
@@ -291,7 +325,9 @@ class RedisStore:
             return BeginResult("run", signature=self.decode(key, reply[1]))
         if code == "drain":
             return BeginResult(
-                "drain", outcome=_text(reply[1]), outbox=self._outbox(_text(reply[2])),
+                "drain",
+                outcome=_text(reply[1]),
+                outbox=self._outbox(_text(reply[2])),
                 payload=json.loads(_text(reply[3])),
             )
         if code == "park":
@@ -313,8 +349,9 @@ class RedisStore:
             for item in items
         ]
 
-    async def finish(self, key: str, *, succeeded: bool, run_id: str, payload: Any
-                     ) -> tuple[str, list[OutboxEntry]]:
+    async def finish(
+        self, key: str, *, succeeded: bool, run_id: str, payload: Any
+    ) -> tuple[str, list[OutboxEntry]]:
         """Record the final outcome; returns (code, claimed callbacks).
 
         code is ``ok`` (this call recorded it), ``already`` (a repeat; the outbox
@@ -322,19 +359,30 @@ class RedisStore:
         ``stale``, ``invalid`` (nothing recorded, nothing to dispatch).
         """
         reply = await self._run(
-            self._finish, key, [self.keys.sig(key), self.keys.lock(key)],
-            ["succeed" if succeeded else "fail", run_id, _jdump(payload), self._done_ms,
-             self._active_ms, self.keys.sig_prefix],
+            self._finish,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
+            [
+                "succeed" if succeeded else "fail",
+                run_id,
+                _jdump(payload),
+                self._done_ms,
+                self._active_ms,
+                self.keys.sig_prefix,
+            ],
         )
         code = reply[0]
         if code in ("ok", "already"):
             return code, self._outbox(_text(reply[1]))
         return code, []
 
-    async def transition(self, key: str, event: LifecycleEvent, token: str,
-                         new_dispatch_id: str) -> TransitionResult:
+    async def transition(
+        self, key: str, event: LifecycleEvent, token: str, new_dispatch_id: str
+    ) -> TransitionResult:
         reply = await self._run(
-            self._transition, key, [self.keys.sig(key), self.keys.lock(key)],
+            self._transition,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
             [event.value, token, self._active_ms, self._done_ms, new_dispatch_id],
         )
         code = reply[0]
@@ -345,16 +393,23 @@ class RedisStore:
         if code == "noop":
             last = _text(reply[2])
             return TransitionResult(
-                SignatureStatus(_text(reply[1])), SignatureStatus(last) if last else None,
-                changed=False, run_id=_text(reply[3]) or None,
+                SignatureStatus(_text(reply[1])),
+                SignatureStatus(last) if last else None,
+                changed=False,
+                run_id=_text(reply[3]) or None,
             )
         if code == "replay":
             return TransitionResult(
-                SignatureStatus(_text(reply[1])), SignatureStatus(_text(reply[2])), changed=True,
-                replay_input=json.loads(_text(reply[3])), dispatch_id=_text(reply[4]),
+                SignatureStatus(_text(reply[1])),
+                SignatureStatus(_text(reply[2])),
+                changed=True,
+                replay_input=json.loads(_text(reply[3])),
+                dispatch_id=_text(reply[4]),
             )
         return TransitionResult(
-            SignatureStatus(_text(reply[1])), SignatureStatus(_text(reply[2])), changed=True,
+            SignatureStatus(_text(reply[1])),
+            SignatureStatus(_text(reply[2])),
+            changed=True,
             run_id=_text(reply[3]) or None,
         )
 
@@ -371,42 +426,57 @@ class RedisStore:
             raise self._missing(key)
         if reply[0] == "invalid":
             raise InvalidTransitionError(
-                key, _text(reply[1]), "update kwargs",
+                key,
+                _text(reply[1]),
+                "update kwargs",
                 f"signature {key!r} is {_text(reply[1])}; its kwargs can no longer change",
             )
 
-    async def add_callbacks(self, key: str, success: Sequence[str], errors: Sequence[str],
-                            token: str) -> None:
+    async def add_callbacks(
+        self, key: str, success: Sequence[str], errors: Sequence[str], token: str
+    ) -> None:
         cb_keys = [self.keys.sig(k) for k in (*success, *errors)]
         reply = await self._run(
-            self._add_callbacks, key, [self.keys.sig(key), self.keys.lock(key), *cb_keys],
+            self._add_callbacks,
+            key,
+            [self.keys.sig(key), self.keys.lock(key), *cb_keys],
             [token, self._active_ms, len(success), *success, *errors],
         )
         if reply[0] == "missing":
             if len(reply) > 1:
-                missing = _text(reply[1])[len(self.keys.sig_prefix):]
+                missing = _text(reply[1])[len(self.keys.sig_prefix) :]
                 raise SignatureNotFoundError(
                     missing, f"callback {missing!r} of signature {key!r} is not stored"
                 )
             raise self._missing(key)
         if reply[0] == "invalid":
             raise InvalidTransitionError(
-                key, _text(reply[1]), "add callbacks",
+                key,
+                _text(reply[1]),
+                "add callbacks",
                 f"signature {key!r} is {_text(reply[1])}; callbacks added now would never fire",
             )
 
-    async def remove(self, key: str, *, with_error: bool, with_success: bool, token: str
-                     ) -> int:
+    async def remove(self, key: str, *, with_error: bool, with_success: bool, token: str) -> int:
         reply = await self._run(
-            self._remove, key, [self.keys.sig(key)],
-            [token, int(with_error), int(with_success), self.keys.sig_prefix,
-             f"{self.keys.prefix}lock:"],
+            self._remove,
+            key,
+            [self.keys.sig(key)],
+            [
+                token,
+                int(with_error),
+                int(with_success),
+                self.keys.sig_prefix,
+                f"{self.keys.prefix}lock:",
+            ],
         )
         return int(reply[1])
 
     async def acquire_lock(self, key: str, token: str) -> bool:
         reply = await self._run(
-            self._lock, key, [self.keys.sig(key), self.keys.lock(key)],
+            self._lock,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
             [token, S.ms(self.config.lock_ttl)],
         )
         if reply[0] == "missing":
@@ -414,9 +484,7 @@ class RedisStore:
         return bool(reply[0] == "ok")
 
     async def release_lock(self, key: str, token: str) -> None:
-        await self._guard(
-            lambda: self._unlock(keys=[self.keys.lock(key)], args=[token]), key=key
-        )
+        await self._guard(lambda: self._unlock(keys=[self.keys.lock(key)], args=[token]), key=key)
 
     async def status(self, key: str) -> TaskStatus | None:
         raw = await self._guard(
@@ -426,5 +494,7 @@ class RedisStore:
         if values[0] is None:
             return None
         last = _text(values[1]) if values[1] is not None else None
-        return TaskStatus(status=SignatureStatus(_text(values[0])),
-                          last_status=SignatureStatus(last) if last else None)
+        return TaskStatus(
+            status=SignatureStatus(_text(values[0])),
+            last_status=SignatureStatus(last) if last else None,
+        )

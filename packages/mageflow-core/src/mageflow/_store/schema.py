@@ -98,8 +98,10 @@ class Keys:
 
 
 def _lua_transition_table() -> str:
-    pairs = {f"{status.value}|{event.value}": str(target) for (status, event), target in
-             TRANSITIONS.items()}
+    pairs = {
+        f"{status.value}|{event.value}": str(target)
+        for (status, event), target in TRANSITIONS.items()
+    }
     body = ", ".join(f"[{json.dumps(k)}]={json.dumps(v)}" for k, v in sorted(pairs.items()))
     return "{" + body + "}"
 
@@ -133,7 +135,9 @@ end
 """
 
 # KEYS: sig, required keys... ARGV: active_ttl, field, value, ...
-CREATE: Final = _PRELUDE + """
+CREATE: Final = (
+    _PRELUDE
+    + """
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 1 then return {'exists'} end
 for i = 2, #KEYS do
@@ -146,9 +150,12 @@ redis.call('PEXPIRE', k, ARGV[1])
 for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT') end
 return {'ok'}
 """
+)
 
 # KEYS: sig, lock. ARGV: token, input, dispatch id, active_ttl
-DISPATCH: Final = _PRELUDE + """
+DISPATCH: Final = (
+    _PRELUDE
+    + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[1]) then return {'locked'} end
@@ -165,9 +172,12 @@ elseif s == 'suspended' then
 end
 return {'invalid', s}
 """
+)
 
 # A run arrives at a worker. KEYS: sig, lock. ARGV: dispatch id, run id, input, active_ttl
-BEGIN: Final = _PRELUDE + """
+BEGIN: Final = (
+    _PRELUDE
+    + """
 local k = KEYS[1]
 local ok = kind_of(k)
 if ok == nil then return {'skip', 'missing'} end
@@ -202,13 +212,16 @@ elseif s == 'done' or s == 'failed' then
 end
 return {'skip', s}
 """
+)
 
 # The last attempt of a run ended. Claims the callbacks of the outcome (sets
 # their dispatch id) and records them as an outbox in the same step, so a
 # crash before they are dispatched is repaired by the run's redelivery.
 # KEYS: sig, lock. ARGV: outcome (succeed|fail), run id, payload, done_ttl,
 # active_ttl, key prefix of signatures
-FINISH: Final = _PRELUDE + """
+FINISH: Final = (
+    _PRELUDE
+    + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], '') then return {'locked'} end
@@ -253,10 +266,15 @@ redis.call('HDEL', k, 'pm')
 redis.call('PEXPIRE', k, ARGV[4])
 return {'ok', obj}
 """
+)
 
 # A lifecycle event from a user call. KEYS: sig, lock. ARGV: event, token,
 # active_ttl, done_ttl, new dispatch id
-TRANSITION: Final = _PRELUDE + "local T = " + _lua_transition_table() + """
+TRANSITION: Final = (
+    _PRELUDE
+    + "local T = "
+    + _lua_transition_table()
+    + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[2]) then return {'locked'} end
@@ -288,9 +306,12 @@ slide(k, target, ARGV[3], ARGV[4])
 if replay then return {'replay', target, s, replay, ARGV[5]} end
 return {'ok', target, s, run}
 """
+)
 
 # KEYS: sig, lock. ARGV: token, active_ttl, field, value, ...
-UPDATE_KWARGS: Final = _PRELUDE + """
+UPDATE_KWARGS: Final = (
+    _PRELUDE
+    + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[1]) then return {'locked'} end
@@ -300,9 +321,12 @@ redis.call('HSET', k, unpack(ARGV, 3))
 redis.call('PEXPIRE', k, ARGV[2])
 return {'ok'}
 """
+)
 
 # KEYS: sig, lock, callback sig keys... ARGV: token, active_ttl, n_success, keys...
-ADD_CALLBACKS: Final = _PRELUDE + """
+ADD_CALLBACKS: Final = (
+    _PRELUDE
+    + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[1]) then return {'locked'} end
@@ -332,11 +356,14 @@ redis.call('PEXPIRE', k, ARGV[2])
 for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT') end
 return {'ok'}
 """
+)
 
 # Deletes a signature and, recursively, the callbacks chosen. Nothing is
 # deleted when any of them is locked by someone else or is foreign data.
 # KEYS: sig. ARGV: token, with_error (0/1), with_success (0/1), sig prefix, lock prefix
-REMOVE: Final = _PRELUDE + """
+REMOVE: Final = (
+    _PRELUDE
+    + """
 local root = KEYS[1]
 local ok = kind_of(root)
 if ok == nil then return {'ok', 0} end
@@ -369,13 +396,17 @@ end
 for _, full in ipairs(doomed) do redis.call('DEL', full) end
 return {'ok', #doomed}
 """
+)
 
 # KEYS: sig, lock. ARGV: token, lock ttl
-LOCK: Final = _PRELUDE + """
+LOCK: Final = (
+    _PRELUDE
+    + """
 local bad = check(KEYS[1]); if bad then return bad end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'ok'} end
 return {'busy'}
 """
+)
 
 # KEYS: lock. ARGV: token
 UNLOCK: Final = """

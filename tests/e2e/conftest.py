@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e._engine import Engine, start_engine_or_skip
+from tests.e2e._worker import WorkerProcess
+from tests.e2e.mf_app import App
+
+
+@pytest.fixture(scope="session")
+def hatchet_engine() -> Iterator[Engine]:
+    engine = start_engine_or_skip()
+    with engine.exported_env():
+        yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_prefix() -> str:
+    return f"mfe2e:{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(scope="session")
+def mf_worker(hatchet_engine: Engine, redis_url: str, e2e_prefix: str) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(
+        "tests.e2e.mf_worker",
+        hatchet_engine.worker_env({"REDIS_URL": redis_url, "MAGEFLOW_E2E_PREFIX": e2e_prefix}),
+        name="mf-worker",
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def app_session(
+    hatchet_engine: Engine, redis_url: str, e2e_prefix: str, mf_worker: WorkerProcess
+) -> App:
+    return App(hatchet_engine.client(), redis_url, e2e_prefix)
+
+
+@pytest.fixture
+def app(app_session: App) -> App:
+    # Other test layers configure their own runtime; signature methods must
+    # reach this one.
+    app_session.mf.runtime.install()
+    import mageflow._api as api
+
+    api._default = app_session.mf.runtime
+    return app_session
+
+
+@pytest.fixture
+def tag() -> str:
+    return uuid.uuid4().hex[:10]
