@@ -1,0 +1,112 @@
+"""Layering: thirdmagic is pure models, core never touches an engine SDK, no pickle."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ROOT / "packages"
+THIRDMAGIC_SRC = PACKAGES / "thirdmagic" / "src"
+CORE_SRC = PACKAGES / "mageflow-core" / "src"
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("thirdmagic", ["redis", "hatchet_sdk", "mageflow", "pickle", "dill", "cloudpickle"]),
+        ("mageflow", ["hatchet_sdk", "pickle", "dill", "cloudpickle"]),
+    ],
+)
+def test_import_does_not_load_forbidden_modules(module: str, forbidden: list[str]) -> None:
+    code = (
+        "import sys\n"
+        f"import {module}\n"
+        f"bad = [m for m in {forbidden!r} if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_mageflow_public_api_loads_without_an_adapter_import() -> None:
+    done = _run(
+        "import sys, mageflow\n"
+        "for name in mageflow.__all__: getattr(mageflow, name)\n"
+        "assert 'hatchet_sdk' not in sys.modules\n"
+        "assert 'mageflow_hatchet' not in sys.modules\n"
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+            # importlib.import_module("pickle") / __import__("pickle")
+            name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            if name in ("import_module", "__import__") and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    roots.add(arg.value.split(".")[0])
+    return roots
+
+
+def _sources(base: Path) -> list[Path]:
+    files = sorted(p for p in base.rglob("*.py") if ".venv" not in p.parts)
+    assert files, f"no sources under {base}"
+    return files
+
+
+def test_no_package_imports_pickle() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(bad)
+        for p in _sources(PACKAGES)
+        if (bad := _imported_roots(p) & {"pickle", "dill", "cloudpickle", "_pickle", "shelve"})
+    }
+    assert not offenders
+
+
+def test_thirdmagic_sources_import_no_io_or_engine() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(bad)
+        for p in _sources(THIRDMAGIC_SRC)
+        if (bad := _imported_roots(p) & {"redis", "hatchet_sdk", "mageflow", "mageflow_hatchet"})
+    }
+    assert not offenders
+
+
+def test_core_sources_never_import_an_engine_sdk() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(bad)
+        for p in _sources(CORE_SRC)
+        if (bad := _imported_roots(p) & {"hatchet_sdk", "mageflow_hatchet"})
+    }
+    assert not offenders
+
+
+def test_scanner_finds_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "s.py"
+    sample.write_text(
+        "import pickle as p\nfrom redis.asyncio import Redis\n"
+        "import importlib\nimportlib.import_module('dill')\n"
+        "def f():\n    import hatchet_sdk\n"
+    )
+    assert {"pickle", "redis", "dill", "hatchet_sdk"} <= _imported_roots(sample)
