@@ -96,7 +96,10 @@ class InMemoryTaskManager:
         def register(fn: TaskFn) -> InMemoryTask:
             task_name = name or fn.__name__
             model = input_validator
-            params = list(inspect.signature(fn).parameters.values())
+            try:  # resolve string annotations (`from __future__ import annotations`)
+                params = list(inspect.signature(fn, eval_str=True).parameters.values())
+            except (NameError, SyntaxError, TypeError):
+                params = list(inspect.signature(fn).parameters.values())
             if model is None and params:
                 annotation = params[0].annotation
                 if isinstance(annotation, type) and issubclass(annotation, BaseModel):
