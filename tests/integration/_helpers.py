@@ -1,0 +1,57 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from mageflow import MageflowRuntime
+
+
+class Raw:
+    """Direct access to what the store wrote, for before/after comparisons."""
+
+    def __init__(self, client: aioredis.Redis, rt: MageflowRuntime) -> None:
+        self.client = client
+        self.rt = rt
+
+    def sig_key(self, key: str) -> str:
+        return self.rt.store.keys.sig(key)
+
+    async def hash(self, key: str) -> dict[str, str]:
+        return await self.client.hgetall(self.sig_key(key))  # type: ignore[no-any-return]
+
+    async def pttl(self, key: str) -> int:
+        return int(await self.client.pttl(self.sig_key(key)))
+
+    async def status(self, key: str) -> str | None:
+        return await self.client.hget(self.sig_key(key), "s")  # type: ignore[no-any-return]
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Every key under the prefix: its type and value (TTL excluded)."""
+        out: dict[str, Any] = {}
+        async for k in self.client.scan_iter(match=f"{self.rt.config.key_prefix}*"):
+            kind = await self.client.type(k)
+            if kind == "hash":
+                out[k] = ("hash", await self.client.hgetall(k))
+            elif kind == "string":
+                out[k] = ("string", await self.client.get(k))
+            else:
+                out[k] = (kind, None)
+        return out
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,49 @@
+"""Fixtures: a real Redis, an in-memory engine and a configured mageflow runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import mageflow
+import pytest
+import redis.asyncio as aioredis
+from mageflow import MageflowConfig, MageflowRuntime
+from mageflow.inmemory import InMemoryTaskManager
+
+from tests.integration._helpers import Raw
+
+
+@pytest.fixture
+def manager() -> InMemoryTaskManager:
+    return InMemoryTaskManager()
+
+
+@pytest.fixture
+def config(key_prefix: str) -> MageflowConfig:
+    return MageflowConfig(
+        key_prefix=key_prefix,
+        lock_wait=timedelta(milliseconds=500),
+        lock_poll_interval=timedelta(milliseconds=10),
+    )
+
+
+@pytest.fixture
+async def runtime(
+    redis_client: aioredis.Redis, manager: InMemoryTaskManager, config: MageflowConfig
+) -> AsyncIterator[MageflowRuntime]:
+    rt = mageflow.configure(redis_client, manager, config)
+    await rt.store.prepare()
+    try:
+        yield rt
+    finally:
+        try:
+            await manager.wait_idle(timeout=5)
+        finally:
+            async for k in redis_client.scan_iter(match=f"{config.key_prefix}*"):
+                await redis_client.delete(k)
+
+
+@pytest.fixture
+def raw(redis_client: aioredis.Redis, runtime: MageflowRuntime) -> Raw:
+    return Raw(redis_client, runtime)
