@@ -1,0 +1,166 @@
+"""Measuring helpers shared by the benchmarks: round trips, commands, timing, tables.
+
+Round trips and client commands are counted on the client, by a
+``redis.asyncio.Connection`` subclass: every ``send_packed_command`` is one
+network round trip (a pipeline is packed into a single send), and every
+``pack_command`` is one command the client asked for. Commands executed by the
+server are taken from ``INFO commandstats`` deltas, which count ``EVALSHA`` as
+one call and also every ``redis.call()`` made inside a script; "in-script"
+below is therefore the server total minus what the client sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+
+class Tally:
+    """Process-wide counters bumped by :class:`CountingConnection`."""
+
+    round_trips = 0
+    commands = 0
+
+    @classmethod
+    def snapshot(cls) -> tuple[int, int]:
+        return cls.round_trips, cls.commands
+
+
+class CountingConnection(aioredis.Connection):
+    """A connection that counts what it sends."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        Tally.commands += 1
+        return super().pack_command(*args)
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        Tally.round_trips += 1
+        await super().send_packed_command(command, check_health)
+
+
+def counting_client(url: str) -> aioredis.Redis:
+    pool = aioredis.ConnectionPool.from_url(
+        url, connection_class=CountingConnection, decode_responses=True
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def command_stats(stats: aioredis.Redis) -> Counter[str]:
+    """Calls per command name (lower case), from INFO commandstats."""
+    raw = await stats.info("commandstats")
+    out: Counter[str] = Counter()
+    for name, value in raw.items():
+        if name.startswith("cmdstat_") and isinstance(value, dict):
+            out[name[len("cmdstat_") :]] = int(value["calls"])
+    return out
+
+
+@dataclass
+class Figures:
+    """What one measured operation cost, per call."""
+
+    label: str
+    n: int
+    seconds: float
+    round_trips: int
+    client_cmds: int
+    server: Counter[str] = field(default_factory=Counter)
+    cpu_seconds: float = 0.0
+
+    @property
+    def rt(self) -> float:
+        return self.round_trips / self.n
+
+    @property
+    def sent(self) -> float:
+        return self.client_cmds / self.n
+
+    @property
+    def server_total(self) -> float:
+        return sum(self.server.values()) / self.n
+
+    @property
+    def scripts(self) -> float:
+        return (self.server["evalsha"] + self.server["eval"]) / self.n
+
+    @property
+    def in_script(self) -> float:
+        return max(0.0, self.server_total - self.sent)
+
+    @property
+    def us_per_op(self) -> float:
+        return self.seconds / self.n * 1e6
+
+    @property
+    def cpu_us_per_op(self) -> float:
+        return self.cpu_seconds / self.n * 1e6
+
+    @property
+    def per_second(self) -> float:
+        return self.n / self.seconds if self.seconds else float("inf")
+
+    def breakdown(self) -> str:
+        parts = [
+            f"{name.upper()} {fmt(calls / self.n)}"
+            for name, calls in sorted(self.server.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        return ", ".join(parts) or "-"
+
+
+async def measure(
+    label: str,
+    stats: aioredis.Redis,
+    n: int,
+    op: Callable[[int], Awaitable[Any]],
+    concurrency: int = 1,
+) -> Figures:
+    """Run ``op(i)`` for i in range(n), ``concurrency`` coroutines at a time."""
+    import asyncio
+
+    before = await command_stats(stats)
+    rt0, c0 = Tally.snapshot()
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    if concurrency <= 1:
+        for i in range(n):
+            await op(i)
+    else:
+
+        async def worker(first: int) -> None:
+            for i in range(first, n, concurrency):
+                await op(i)
+
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    rt1, c1 = Tally.snapshot()
+    after = await command_stats(stats)
+    delta = Counter({k: after[k] - before.get(k, 0) for k in after})
+    delta.pop("info", None)  # the stats client's own INFO call
+    delta = Counter({k: v for k, v in delta.items() if v > 0})
+    return Figures(label, n, seconds, rt1 - rt0, c1 - c0, delta, cpu)
+
+
+def fmt(value: float) -> str:
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.2f}"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Plain aligned text; the first column left-aligned, the others right-aligned."""
+    body = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [cells[0].ljust(widths[0])]
+        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in body)])
