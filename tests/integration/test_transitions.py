@@ -1,0 +1,187 @@
+"""Every cell of the transition table, valid and invalid, against the store."""
+
+from __future__ import annotations
+
+import mageflow
+import pytest
+from mageflow import (
+    InvalidTransitionError,
+    MageflowRuntime,
+    SignatureNotFoundError,
+    SignatureStatus,
+    TaskStatus,
+)
+from thirdmagic import TRANSITIONS, LifecycleEvent, next_status
+
+from tests.integration._helpers import Raw
+
+S = SignatureStatus
+E = LifecycleEvent
+
+STARTS: list[TaskStatus] = [TaskStatus(status=s) for s in S] + [
+    TaskStatus(status=S.SUSPENDED, last_status=S.ACTIVE),
+    TaskStatus(status=S.SUSPENDED, last_status=S.PENDING),
+]
+CASES = [(st, e) for st in STARTS for e in E]
+
+
+def _id(case: tuple[TaskStatus, LifecycleEvent]) -> str:
+    st, e = case
+    prev = f"({st.last_status.value})" if st.last_status else ""
+    return f"{st.status.value}{prev}-{e.value}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+async def test_transition_cell(
+    case: tuple[TaskStatus, LifecycleEvent], runtime: MageflowRuntime, raw: Raw
+) -> None:
+    start, event = case
+    sig = await mageflow.asign("t", task_status=start, a=1)
+    before = await raw.hash(sig.key)
+    expected = next_status(start.status, event, start.last_status)
+    if expected is None:
+        with pytest.raises(InvalidTransitionError) as info:
+            await runtime.apply(sig.key, event)
+        err = info.value
+        assert (err.key, err.status, err.event) == (sig.key, start.status.value, event.value)
+        assert sig.key in str(err)
+        assert repr(start.status.value) in str(err)
+        assert event.value in str(err)
+        assert await raw.hash(sig.key) == before
+        return
+    result = await runtime.apply(sig.key, event)
+    after = await raw.hash(sig.key)
+    assert result.status == expected
+    assert after["s"] == expected.value
+    if expected != start.status:
+        assert after["ls"] == start.status.value
+        assert result.last_status == start.status
+        changed = {f for f in set(before) | set(after) if before.get(f) != after.get(f)}
+        assert changed <= {"s", "ls"}
+    else:
+        assert after == before  # a transition to the same status is a no-op
+    # Repeating the event never corrupts: it is a no-op or it is refused.
+    try:
+        await runtime.apply(sig.key, event)
+    except InvalidTransitionError:
+        assert await raw.hash(sig.key) == after
+    else:
+        again = await raw.hash(sig.key)
+        assert again["s"] in (expected.value, (start.last_status or S.PENDING).value)
+    loaded = await mageflow.load_signature(sig.key)
+    assert loaded is not None
+    assert loaded.kwargs == {"a": 1}
+
+
+def test_cases_cover_every_cell() -> None:
+    covered = {(st.status, e) for st, e in CASES}
+    assert set(TRANSITIONS) <= covered
+    assert len(covered) == len(S) * len(E)
+
+
+@pytest.mark.parametrize("event", list(E), ids=lambda e: e.value)
+async def test_transition_of_missing_key(event: LifecycleEvent, runtime: MageflowRuntime) -> None:
+    with pytest.raises(SignatureNotFoundError, match="task-missing") as info:
+        await runtime.apply("task-missing", event)
+    assert info.value.key == "task-missing"
+
+
+async def test_full_path_through_the_table(runtime: MageflowRuntime, raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    path = [
+        (E.SUSPEND, S.SUSPENDED),
+        (E.RESUME, S.PENDING),
+        (E.START, S.ACTIVE),
+        (E.SUSPEND, S.SUSPENDED),
+        (E.RESUME, S.ACTIVE),
+        (E.INTERRUPT, S.INTERRUPTED),
+        (E.RESUME, S.PENDING),
+        (E.START, S.ACTIVE),
+        (E.SUCCEED, S.DONE),
+    ]
+    for event, want in path:
+        status = await runtime.apply(sig.key, event)
+        assert status.status == want, event
+        assert await raw.status(sig.key) == want.value
+
+
+# -- worker-side transitions (begin / finish) ------------------------------------------
+
+
+async def test_begin_and_finish_codes(runtime: MageflowRuntime, raw: Raw) -> None:
+    store = runtime.store
+    cb = await mageflow.asign("cb", tag="x")
+    sig = await mageflow.asign("t", success_callbacks=[cb])
+    await store.dispatch(sig.key, {"a": 1}, "d1", "")
+    stale = await store.begin(sig.key, "d0", "run-0", {"a": 1})
+    assert (stale.decision, stale.reason) == ("skip", "stale")
+    begun = await store.begin(sig.key, "d1", "run-1", {"a": 1})
+    assert begun.decision == "run"
+    assert begun.signature is not None
+    assert begun.signature.status == S.ACTIVE
+    duplicate = await store.begin(sig.key, "d1", "run-2", {"a": 1})
+    assert (duplicate.decision, duplicate.reason) == ("skip", "duplicate")
+    retry = await store.begin(sig.key, "d1", "run-1", {"a": 1})
+    assert retry.decision == "run"
+
+    before = await raw.hash(sig.key)
+    code, outbox = await store.finish(sig.key, succeeded=True, run_id="run-2", payload=1)
+    assert (code, outbox) == ("stale", [])
+    assert await raw.hash(sig.key) == before
+
+    code, outbox = await store.finish(sig.key, succeeded=True, run_id="run-1", payload={"r": 1})
+    assert code == "ok"
+    assert [(e.key, e.task_name, e.kwargs) for e in outbox] == [(cb.key, "cb", {"tag": "x"})]
+    done = await raw.hash(sig.key)
+    assert done["s"] == "done"
+    assert done["ls"] == "active"
+
+    code2, outbox2 = await store.finish(sig.key, succeeded=True, run_id="run-1", payload={"r": 1})
+    assert code2 == "already"
+    assert outbox2 == outbox
+    assert await raw.hash(sig.key) == done
+
+    code3, _ = await store.finish(sig.key, succeeded=False, run_id="run-1", payload="x")
+    assert code3 == "invalid"
+    assert await raw.hash(sig.key) == done
+
+    redelivered = await store.begin(sig.key, "d1", "run-1", {"a": 1})
+    assert redelivered.decision == "drain"
+    assert redelivered.payload == {"r": 1}
+    other = await store.begin(sig.key, "d1", "run-9", {"a": 1})
+    assert (other.decision, other.reason) == ("skip", "finished")
+    assert await raw.hash(sig.key) == done
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.INTERRUPTED, S.CANCELED, S.FAILED])
+async def test_finish_from_status_that_is_not_running_changes_nothing(
+    status: S, runtime: MageflowRuntime, raw: Raw
+) -> None:
+    sig = await mageflow.asign("t", task_status=status)
+    before = await raw.hash(sig.key)
+    code, outbox = await runtime.store.finish(sig.key, succeeded=True, run_id="r", payload=1)
+    assert code == "invalid"
+    assert outbox == []
+    assert await raw.hash(sig.key) == before
+
+
+@pytest.mark.parametrize("status", [S.INTERRUPTED, S.CANCELED])
+async def test_begin_on_stopped_signature_is_skipped(
+    status: S, runtime: MageflowRuntime, raw: Raw
+) -> None:
+    sig = await mageflow.asign("t", task_status=status)
+    before = await raw.hash(sig.key)
+    begun = await runtime.store.begin(sig.key, "d", "r", {})
+    assert begun.decision == "skip"
+    assert await raw.hash(sig.key) == before
+
+
+@pytest.mark.parametrize("status", [S.ACTIVE, S.INTERRUPTED, S.DONE, S.FAILED, S.CANCELED])
+async def test_dispatch_from_status_that_does_not_accept_a_run(
+    status: S, runtime: MageflowRuntime, raw: Raw
+) -> None:
+    sig = await mageflow.asign("t", task_status=status)
+    before = await raw.hash(sig.key)
+    with pytest.raises(InvalidTransitionError, match=rf"{sig.key}.*{status.value}"):
+        await sig.aio_run_no_wait({"x": 1})
+    assert await raw.hash(sig.key) == before
