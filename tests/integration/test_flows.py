@@ -81,15 +81,15 @@ FORMS: list[tuple[type[BaseModel], Any, Callable[[Any], Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("model", "value", "read"), FORMS, ids=[f[0].__name__ for f in FORMS])
+@pytest.mark.parametrize("form", FORMS, ids=[f[0].__name__ for f in FORMS])
 async def test_success_callback_receives_the_return_value(
     manager: InMemoryTaskManager,
     rec: Recorder,
     raw: Raw,
-    model: type[BaseModel],
-    value: Any,
-    read: Callable[[Any], Any],
+    form: tuple[type[BaseModel], Any, Callable[[Any], Any]],
 ) -> None:
+    model, value, read = form
+
     @manager.task("parent", input_validator=OrderMsg)
     async def parent(msg: OrderMsg) -> Any:
         rec.add("parent", msg)
