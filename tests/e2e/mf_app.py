@@ -99,13 +99,12 @@ class App:
             await record("e2e-on-error", tag=msg.tag, input=msg.model_dump())
 
         @mf.task(name="e2e-flaky", input_validator=Flaky, retries=3)
+        @mf.with_ctx
         async def flaky(msg: Flaky, ctx: Context) -> dict[str, Any]:
             await record("e2e-flaky", tag=msg.tag, attempt=ctx.attempt_number)
             if ctx.attempt_number <= msg.fail_times:
                 raise RuntimeError(f"flaky failure {ctx.attempt_number}")
             return {"attempts": ctx.attempt_number}
-
-        flaky_fn = mf.with_ctx(flaky)  # noqa: F841 - marks the function, order-independent
 
         @mf.task(name="e2e-always-fail", input_validator=Order, retries=2)
         async def always_fail(msg: Order) -> None:
