@@ -21,7 +21,15 @@ SMOKE_WORKER = Path(__file__).with_name("smoke_worker.py")
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    # share the session engine of a conftest (fixture `hatchet_engine`) if there is one
+    try:
+        shared: Engine = request.getfixturevalue("hatchet_engine")
+    except pytest.FixtureLookupError:
+        pass
+    else:
+        yield shared
+        return
     engine = start_engine_or_skip()
     yield engine
     engine.stop()
