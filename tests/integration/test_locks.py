@@ -1,0 +1,205 @@
+"""lock_task: contention, bounded waits, expiry, and the holder's own operations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import mageflow
+import pytest
+from mageflow import MageflowConfig, SignatureLockedError, TaskSignature
+from mageflow.inmemory import InMemoryTaskManager
+
+from tests.integration._helpers import Raw, eventually
+
+pytestmark = pytest.mark.usefixtures("runtime")
+
+LOCK_TTL = 0.8
+LOCK_WAIT = 0.3
+
+
+@pytest.fixture
+def config(key_prefix: str) -> MageflowConfig:
+    return MageflowConfig(
+        key_prefix=key_prefix,
+        lock_ttl=timedelta(seconds=LOCK_TTL),
+        lock_wait=timedelta(seconds=LOCK_WAIT),
+        lock_poll_interval=timedelta(milliseconds=10),
+    )
+
+
+def _others(sig: TaskSignature) -> dict[str, Any]:
+    """Every operation a non-holder might try on a locked signature."""
+    return {
+        "suspend": lambda: mageflow.pause(sig.key),
+        "interrupt": lambda: mageflow.pause(sig.key, mageflow.PauseActionTypes.INTERRUPT),
+        "resume": lambda: mageflow.resume(sig.key),
+        "remove": lambda: mageflow.remove(sig.key),
+        "delete": lambda: TaskSignature.delete_signature(sig.key),
+        "aupdate": lambda: sig.kwargs.aupdate(x=1),
+        "add_callbacks": lambda: sig.add_callbacks(success=[sig.key]),
+        "run": lambda: sig.aio_run_no_wait({}),
+    }
+
+
+@pytest.mark.parametrize(
+    "op", ["suspend", "interrupt", "resume", "remove", "delete", "aupdate", "add_callbacks", "run"]
+)
+async def test_other_callers_wait_then_get_a_clear_error(op: str, raw: Raw) -> None:
+    sig = await mageflow.asign("t", a=1)
+    async with mageflow.lock_task(sig.key):
+        before = await raw.snapshot()
+
+        async def other() -> None:
+            await _others(sig)[op]()
+
+        # Run outside the holder's context (a different task without the token).
+        started = time.monotonic()
+        with pytest.raises(SignatureLockedError) as info:
+            await asyncio.create_task(other(), context=contextvars.Context())
+        waited = time.monotonic() - started
+        assert info.value.key == sig.key
+        assert sig.key in str(info.value)
+        assert "locked" in str(info.value)
+        assert waited >= LOCK_WAIT * 0.9
+        assert waited < LOCK_WAIT + 1.0
+        assert await raw.snapshot() == before
+    assert await mageflow.load_signature(sig.key) is not None
+
+
+async def test_waiter_proceeds_when_the_holder_releases(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    entered = asyncio.Event()
+
+    async def holder() -> None:
+        async with mageflow.lock_task(sig.key):
+            entered.set()
+            await asyncio.sleep(LOCK_WAIT / 3)
+
+    task = asyncio.create_task(holder())
+    await entered.wait()
+    await mageflow.pause(sig.key)  # waits for the release, then succeeds
+    await task
+    assert await raw.status(sig.key) == "suspended"
+
+
+async def test_second_lock_times_out(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    async with mageflow.lock_task(sig.key):
+
+        async def second() -> None:
+            async with mageflow.lock_task(sig.key, wait=0.1):
+                pytest.fail("acquired a held lock")
+
+        started = time.monotonic()
+        with pytest.raises(SignatureLockedError, match=sig.key):
+            await asyncio.create_task(second(), context=contextvars.Context())
+        assert time.monotonic() - started < LOCK_WAIT
+
+
+async def test_lock_is_reentrant_in_the_holders_context(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    async with mageflow.lock_task(sig.key):
+        async with mageflow.lock_task(sig.key) as inner:
+            await inner.suspend()
+        # Still held after the inner block ends.
+        assert await raw.client.exists(raw.rt.store.keys.lock(sig.key)) == 1
+        await mageflow.resume(sig.key)
+    assert await raw.status(sig.key) == "pending"
+
+
+async def test_holder_can_do_everything(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    cb = await mageflow.asign("cb")
+    async with mageflow.lock_task(sig.key) as held:
+        await held.suspend()
+        await held.resume()
+        await held.interrupt()
+        await held.resume()
+        await held.kwargs.aupdate(y=2)
+        await held.add_callbacks(success=[cb])
+        await held.remove()
+    assert await mageflow.load_signature(sig.key) is None
+    assert await mageflow.load_signature(cb.key) is None
+
+
+async def test_lock_expires_so_a_crashed_holder_cannot_freeze(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    store = raw.rt.store
+    # A holder that acquired and then died without releasing.
+    assert await store.acquire_lock(sig.key, uuid.uuid4().hex)
+    pttl = await raw.client.pttl(store.keys.lock(sig.key))
+    assert 0 < pttl <= LOCK_TTL * 1000
+    with pytest.raises(SignatureLockedError):
+        await mageflow.pause(sig.key)
+
+    async def free() -> bool:
+        return await raw.client.exists(store.keys.lock(sig.key)) == 0
+
+    await eventually(free, timeout=LOCK_TTL + 2, what="lock expiry")
+    await mageflow.pause(sig.key)
+    assert await raw.status(sig.key) == "suspended"
+
+
+async def test_expired_holder_does_not_release_the_next_holders_lock(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    lock_key = raw.rt.store.keys.lock(sig.key)
+    second_in = asyncio.Event()
+    first_done = asyncio.Event()
+
+    async def first() -> None:
+        async with mageflow.lock_task(sig.key):
+            await eventually(lambda: _gone(raw, lock_key), timeout=LOCK_TTL + 2, what="expiry")
+            await second_in.wait()
+        first_done.set()
+
+    async def second() -> None:
+        await eventually(lambda: _gone(raw, lock_key), timeout=LOCK_TTL + 2, what="expiry")
+        async with mageflow.lock_task(sig.key):
+            second_in.set()
+            await first_done.wait()
+            # The first holder's exit did not delete this holder's lock.
+            assert await raw.client.exists(lock_key) == 1
+
+    await asyncio.gather(
+        asyncio.create_task(first(), context=contextvars.Context()),
+        asyncio.create_task(second(), context=contextvars.Context()),
+    )
+
+
+async def _gone(raw: Raw, lock_key: str) -> bool:
+    return await raw.client.exists(lock_key) == 0
+
+
+async def test_a_run_arriving_while_locked_waits_for_the_lock(
+    manager: InMemoryTaskManager, raw: Raw
+) -> None:
+    ran: list[float] = []
+
+    @manager.task("p")
+    async def p(msg: dict[str, Any]) -> None:
+        ran.append(time.monotonic())
+
+    sig = await mageflow.asign(p)
+    async with mageflow.lock_task(sig.key) as held:
+        await held.aio_run_no_wait({})
+        await asyncio.sleep(0.1)
+        assert ran == []
+        assert await raw.status(sig.key) == "pending"
+        released = time.monotonic()
+    await manager.wait_idle()
+    assert len(ran) == 1
+    assert ran[0] >= released
+    assert await raw.status(sig.key) == "done"
+
+
+async def test_lock_on_missing_key_fails_fast() -> None:
+    started = time.monotonic()
+    with pytest.raises(mageflow.SignatureNotFoundError, match="task-nope"):
+        async with mageflow.lock_task("task-nope"):
+            pass
+    assert time.monotonic() - started < LOCK_WAIT
