@@ -207,7 +207,7 @@ class WorkerProcess:
 
 async def wait_until(
     predicate: Callable[[], T | Awaitable[T]],
-    timeout: float = 30.0,  # noqa: ASYNC109 (a polling deadline, not an I/O timeout)
+    timeout: float = 30.0,
     interval: float = 0.2,
     message: str | None = None,
 ) -> T:
