@@ -97,3 +97,15 @@ async def test_cancel_running_task(tasks: SmokeTasks, hatchet: Hatchet) -> None:
     await wait_until(lambda: status_is(V1TaskStatus.RUNNING), timeout=30, message="RUNNING")
     await hatchet.runs.aio_cancel(run_id)
     await wait_until(lambda: status_is(V1TaskStatus.CANCELLED), timeout=30, message="CANCELLED")
+
+
+async def test_worker_survives_crash_and_restart(
+    tasks: SmokeTasks, smoke_worker: WorkerProcess
+) -> None:
+    first_pid = smoke_worker.pid
+    smoke_worker.kill()
+    assert not smoke_worker.running
+    await asyncio.to_thread(smoke_worker.start)
+    assert smoke_worker.pid != first_pid
+    result = await tasks.add.aio_run(AddInput(a=20, b=22))
+    assert result["sum"] == 42
