@@ -10,28 +10,6 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
-from mageflow._api import (
-    asign,
-    configure,
-    get_runtime,
-    load_signature,
-    lock_task,
-    pause,
-    remove,
-    resume,
-    resume_task,
-    sign,
-)
-from mageflow._runtime import MageflowRuntime, RunOutcome, RunRequest
-from mageflow.config import MageflowConfig
-from mageflow.manager import (
-    CancelRequest,
-    DescribeRequest,
-    DispatchRequest,
-    DispatchResult,
-    TaskDescription,
-    TaskManager,
-)
 from thirdmagic import (
     AcceptParams,
     ChainSignature,
@@ -54,6 +32,33 @@ from thirdmagic import (
     SwarmSignature,
     TaskSignature,
     TaskStatus,
+)
+
+from mageflow._api import (
+    achain,
+    asign,
+    aswarm,
+    chain,
+    configure,
+    get_runtime,
+    load_signature,
+    lock_task,
+    pause,
+    remove,
+    resume,
+    resume_task,
+    sign,
+    swarm,
+)
+from mageflow._runtime import MageflowRuntime, RunOutcome, RunRequest
+from mageflow.config import MageflowConfig
+from mageflow.manager import (
+    CancelRequest,
+    DescribeRequest,
+    DispatchRequest,
+    DispatchResult,
+    TaskDescription,
+    TaskManager,
 )
 
 __all__ = [
@@ -88,7 +93,10 @@ __all__ = [
     "TaskManager",
     "TaskSignature",
     "TaskStatus",
+    "achain",
     "asign",
+    "aswarm",
+    "chain",
     "configure",
     "get_runtime",
     "load_signature",
@@ -98,6 +106,7 @@ __all__ = [
     "resume",
     "resume_task",
     "sign",
+    "swarm",
 ]
 
 _ADAPTER_GROUP = "mageflow.adapters"

@@ -8,17 +8,26 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from thirdmagic.errors import ConfigurationError, SignatureNotFoundError
+from thirdmagic.signature import (
+    ChainSignature,
+    Signature,
+    SwarmConfig,
+    SwarmSignature,
+    TaskSignature,
+)
+from thirdmagic.status import LifecycleEvent, PauseActionTypes
 
 from mageflow._runtime import MageflowRuntime
 from mageflow._store.redis_store import RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.manager import TaskManager
-from thirdmagic.errors import ConfigurationError, SignatureNotFoundError
-from thirdmagic.signature import Signature, TaskSignature
-from thirdmagic.status import LifecycleEvent, PauseActionTypes
 
 __all__ = [
+    "achain",
     "asign",
+    "aswarm",
+    "chain",
     "configure",
     "get_runtime",
     "load_signature",
@@ -28,6 +37,7 @@ __all__ = [
     "resume",
     "resume_task",
     "sign",
+    "swarm",
 ]
 
 _default: MageflowRuntime | None = None
@@ -79,6 +89,38 @@ async def asign(task: Any, **options: Any) -> TaskSignature:
 
 
 sign = asign
+
+
+async def achain(
+    tasks: Any, name: str | None = None, success: Any = None, error: Any = None, **kwargs: Any
+) -> ChainSignature:
+    """A chain of two or more tasks (signatures, keys, task names or task objects).
+
+    Each step's return value is injected into the next step's ReturnValue
+    field; ``kwargs`` reach every step; ``success``/``error`` are the chain's
+    callbacks.
+    """
+    return await get_runtime().chain(tasks, name, success, error, **kwargs)
+
+
+chain = achain
+
+
+async def aswarm(
+    tasks: Any = None,
+    success_callbacks: Any = None,
+    error_callbacks: Any = None,
+    config: SwarmConfig | None = None,
+    is_swarm_closed: bool = False,
+    **kwargs: Any,
+) -> SwarmSignature:
+    """A swarm: members run in parallel under ``config.max_concurrency``."""
+    return await get_runtime().swarm(
+        tasks, success_callbacks, error_callbacks, config, is_swarm_closed, **kwargs
+    )
+
+
+swarm = aswarm
 
 
 async def load_signature(key: str) -> Signature | None:

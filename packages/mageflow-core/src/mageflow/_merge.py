@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-
 from thirdmagic.errors import MageflowValidationError
 from thirdmagic.message import inject_return_value, resolve_return_field
 from thirdmagic.signature import to_json_value

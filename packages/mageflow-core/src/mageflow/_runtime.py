@@ -14,6 +14,26 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from thirdmagic.backend import set_backend
+from thirdmagic.errors import (
+    ConfigurationError,
+    EngineError,
+    InvalidTransitionError,
+    MageflowError,
+    MageflowValidationError,
+    SignatureLockedError,
+    SignatureNotFoundError,
+)
+from thirdmagic.signature import (
+    ChainSignature,
+    Signature,
+    SwarmConfig,
+    SwarmSignature,
+    TaskSignature,
+    import_model,
+    to_json_value,
+)
+from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
 from mageflow import _merge
 from mageflow._store.redis_store import LockedSignal, OutboxEntry, RedisStore
@@ -26,16 +46,6 @@ from mageflow.manager import (
     TaskDescription,
     TaskManager,
 )
-from thirdmagic.backend import set_backend
-from thirdmagic.errors import (
-    ConfigurationError,
-    EngineError,
-    MageflowError,
-    MageflowValidationError,
-    SignatureLockedError,
-)
-from thirdmagic.signature import Signature, TaskSignature, import_model, to_json_value
-from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
 __all__ = ["MageflowRuntime", "RunOutcome", "RunRequest"]
 
@@ -157,9 +167,9 @@ class MageflowRuntime:
         bound = dict(fields.pop("kwargs", None) or {})
         bound.update(extra)
         task_name, model = self._resolve_task(task)
-        if model is not None and "model_validators" not in fields:
-            if "<locals>" not in model.__qualname__:
-                fields["model_validators"] = model
+        local = model is not None and "<locals>" in model.__qualname__
+        if model is not None and not local and "model_validators" not in fields:
+            fields["model_validators"] = model
         status = fields.get("task_status")
         if isinstance(status, (str, SignatureStatus)):
             fields["task_status"] = TaskStatus(status=SignatureStatus(status))
@@ -198,8 +208,13 @@ class MageflowRuntime:
     async def run(
         self, signature: Signature, msg: BaseModel | dict[str, Any] | None, options: dict[str, Any]
     ) -> None:
-        manager = self._manager()
+        self._manager()
         key = signature.key
+        if isinstance(signature, (ChainSignature, SwarmSignature)):
+            await self.start_container(
+                key, dispatch_id="", mode="merge", value=_merge.message_data(msg), inherited={}
+            )
+            return
         data = _merge.task_input(msg, dict(signature.kwargs))
         model = self.model_for(signature.task_name, signature.model_validators)
         if model is not None:
@@ -250,6 +265,32 @@ class MageflowRuntime:
         )
 
     async def apply(self, key: str, event: LifecycleEvent) -> TaskStatus:
+        status, kind = await self._apply_one(key, event)
+        if kind in ("chain", "swarm"):
+            sig = await self.store.load(key)
+            if sig is None:
+                return status
+            # Members first, then the container moves on: on resume a swarm
+            # refills its free slots only once its members can run again.
+            for member in await self.store.members(sig):
+                try:
+                    await self.apply(member, event)
+                except (InvalidTransitionError, SignatureNotFoundError):
+                    continue  # finished or removed members keep their state
+            if event is LifecycleEvent.RESUME:
+                await self._kick(key)
+        return status
+
+    async def _kick(self, key: str) -> None:
+        _, outbox = await self._waiting_for_lock(
+            key,
+            lambda: self.store.advance(
+                key, token=_token(key), action="kick", dispatch_prefix=_new_dispatch_id()
+            ),
+        )
+        await self._dispatch_outbox(outbox)
+
+    async def _apply_one(self, key: str, event: LifecycleEvent) -> tuple[TaskStatus, str]:
         result = await self._waiting_for_lock(
             key, lambda: self.store.transition(key, event, _token(key), _new_dispatch_id())
         )
@@ -258,7 +299,7 @@ class MageflowRuntime:
         elif event is LifecycleEvent.INTERRUPT and result.run_id:
             # Repeating an interrupt retries a cancel that may have been lost.
             await HANDLERS[(SignatureStatus.ACTIVE, event)](self, key, result)
-        return TaskStatus(status=result.status, last_status=result.previous)
+        return TaskStatus(status=result.status, last_status=result.previous), result.kind
 
     async def update_kwargs(self, key: str, values: dict[str, Any]) -> None:
         plain = {name: to_json_value(v, field=f"kwargs.{name}") for name, v in values.items()}
@@ -276,13 +317,12 @@ class MageflowRuntime:
                 f"cancelling run {run_id!r} of signature {key!r} failed: {exc}"
             ) from exc
 
-    async def redispatch(self, key: str, input_data: dict[str, Any], dispatch_id: str) -> None:
-        sig = await self.store.load(key)
-        if sig is None:
-            return
+    async def redispatch(
+        self, key: str, task_name: str, input_data: dict[str, Any], dispatch_id: str
+    ) -> None:
         await self._send(
             DispatchRequest(
-                task_name=sig.task_name,
+                task_name=task_name,
                 input=input_data,
                 signature_key=key,
                 dispatch_id=dispatch_id,
@@ -343,8 +383,8 @@ class MageflowRuntime:
             log.info("signature %s is suspended; run %s parked until resume", key, request.run_id)
             return RunOutcome(ran=False, reason="parked")
         if begun.decision == "drain":
-            await self._dispatch_outbox(begun.outbox, begun.outcome == "done", begun.payload)
-            return RunOutcome(ran=False, result=begun.payload, reason="drained")
+            await self._dispatch_outbox(begun.outbox)
+            return RunOutcome(ran=False, reason="drained")
         sig = begun.signature
         assert sig is not None
         model = request.model or self.model_for(sig.task_name, sig.model_validators)
@@ -381,31 +421,195 @@ class MageflowRuntime:
         if code not in ("ok", "already"):
             log.info("outcome of run %s for %s not recorded: %s", run_id, key, code)
             return
-        await self._dispatch_outbox(outbox, succeeded, payload if succeeded else original)
+        await self._dispatch_outbox(outbox)
 
-    async def _dispatch_outbox(
-        self, outbox: Sequence[OutboxEntry], succeeded: bool, value: Any
-    ) -> None:
+    async def _dispatch_outbox(self, outbox: Sequence[OutboxEntry]) -> None:
         if not outbox:
             return
-        requests = [self._callback_request(entry, succeeded, value) for entry in outbox]
-        results = await asyncio.gather(*(self._send(r) for r in requests), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._dispatch_entry(entry) for entry in outbox), return_exceptions=True
+        )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             # Raising makes the engine redeliver the run; the redelivery drains
-            # the outbox again and already-started callbacks skip themselves.
+            # the outbox again and already-started dispatches skip themselves.
             raise failures[0]
 
-    def _callback_request(self, entry: OutboxEntry, succeeded: bool, value: Any) -> DispatchRequest:
+    async def _dispatch_entry(self, entry: OutboxEntry) -> None:
+        if entry.kind in ("chain", "swarm"):
+            await self.start_container(
+                entry.key,
+                dispatch_id=entry.dispatch_id,
+                mode=entry.mode,
+                value=entry.value,
+                inherited={**entry.inherited, **entry.kwargs},
+            )
+            return
+        await self._send(self._entry_request(entry))
+
+    def _entry_request(self, entry: OutboxEntry) -> DispatchRequest:
         model = self.model_for(entry.task_name, entry.model_path)
-        if succeeded:
-            data = _merge.success_callback_input(model, entry.kwargs, value)
+        bound = {**entry.inherited, **entry.kwargs}
+        if entry.mode == "inject":
+            data = _merge.success_callback_input(model, bound, entry.value)
         else:
-            original = value if isinstance(value, dict) else {}
-            data = _merge.error_callback_input(original, entry.kwargs)
+            original = entry.value if isinstance(entry.value, dict) else {}
+            data = _merge.error_callback_input(original, bound)
         return DispatchRequest(
             task_name=entry.task_name,
             input=data,
             signature_key=entry.key,
             dispatch_id=entry.dispatch_id,
         )
+
+    # -- containers -------------------------------------------------------------
+
+    async def start_container(
+        self,
+        key: str,
+        *,
+        dispatch_id: str,
+        mode: str,
+        value: Any,
+        inherited: dict[str, Any],
+    ) -> None:
+        """Start a chain or swarm: its first step, or its first members up to the cap."""
+        code, outbox = await self._waiting_for_lock(
+            key,
+            lambda: self.store.advance(
+                key,
+                token=_token(key),
+                action="start",
+                dispatch_id=dispatch_id,
+                mode=mode,
+                value=value,
+                inherited=inherited,
+                dispatch_prefix=_new_dispatch_id(),
+            ),
+        )
+        if code == "parked":
+            log.info("container %s is suspended; it starts on resume", key)
+        elif code != "ok":
+            log.info("start of container %s skipped: %s", key, code)
+        await self._dispatch_outbox(outbox)
+
+    async def _member_keys(self, tasks: Any, field: str) -> list[str]:
+        """Keys for a list of signatures, keys, task names or task objects.
+
+        A string that names a stored signature is taken as its key; any other
+        string is a task name and is signed here.
+        """
+        items = (
+            [tasks]
+            if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple))
+            else list(tasks)
+        )
+        strings = [t for t in items if isinstance(t, str)]
+        stored: set[str] = set()
+        if strings:
+            found = await self.store.load_many(strings)
+            stored = {k for k, sig in zip(strings, found, strict=True) if sig is not None}
+        keys: list[str] = []
+        for item in items:
+            if isinstance(item, Signature):
+                keys.append(item.key)
+            elif isinstance(item, str) and item in stored:
+                keys.append(item)
+            else:
+                keys.append((await self.sign(item)).key)
+        return keys
+
+    async def chain(
+        self,
+        tasks: Any,
+        name: str | None = None,
+        success: Any = None,
+        error: Any = None,
+        **kwargs: Any,
+    ) -> ChainSignature:
+        if not isinstance(tasks, (list, tuple)) or len(tasks) < 2:
+            raise MageflowValidationError(
+                "tasks: a chain needs a list of two or more tasks", field="tasks"
+            )
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in _SIGNATURE_OPTIONS}
+        if "id" in fields:
+            fields.setdefault("key", fields.pop("id"))
+        bound = dict(fields.pop("kwargs", None) or {})
+        bound.update(kwargs)
+        members = await self._member_keys(tasks, "tasks")
+        sig = ChainSignature(
+            task_name=name or "mageflow.chain",
+            tasks=members,
+            kwargs=bound,
+            success_callbacks=success or fields.pop("success_callbacks", None) or [],
+            error_callbacks=error or fields.pop("error_callbacks", None) or [],
+            **fields,
+        )
+        await self.store.create(
+            sig, [*sig.success_callbacks, *sig.error_callbacks], members=members
+        )
+        return sig
+
+    async def swarm(
+        self,
+        tasks: Any = None,
+        success_callbacks: Any = None,
+        error_callbacks: Any = None,
+        config: SwarmConfig | None = None,
+        is_swarm_closed: bool = False,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> SwarmSignature:
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in _SIGNATURE_OPTIONS}
+        if "id" in fields:
+            fields.setdefault("key", fields.pop("id"))
+        bound = dict(fields.pop("kwargs", None) or {})
+        bound.update(kwargs)
+        sig = SwarmSignature(
+            task_name=name or "mageflow.swarm",
+            kwargs=bound,
+            config=config or SwarmConfig(),
+            success_callbacks=success_callbacks or [],
+            error_callbacks=error_callbacks or [],
+            **fields,
+        )
+        await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
+        if tasks:
+            await self.swarm_add(sig, tasks, None)
+        if is_swarm_closed:
+            await self.swarm_close(sig.key)
+            sig.is_swarm_closed = True
+        return sig
+
+    async def swarm_add(
+        self, signature: Signature, tasks: Any, msgs: Sequence[Any] | None
+    ) -> list[str]:
+        """Admit tasks into a swarm; with ``msgs`` each gets its own message."""
+        key = signature.key
+        members = await self._member_keys(tasks, "tasks")
+        if msgs is not None and len(msgs) != len(members):
+            raise MageflowValidationError(
+                f"msgs: expected one message per task ({len(members)}), got {len(msgs)}",
+                field="msgs",
+            )
+        pairs = [
+            (m, _merge.message_data(msgs[i]) if msgs is not None else None)
+            for i, m in enumerate(members)
+        ]
+        outbox = await self._waiting_for_lock(
+            key,
+            lambda: self.store.swarm_add(
+                key, pairs, token=_token(key), dispatch_prefix=_new_dispatch_id()
+            ),
+        )
+        await self._dispatch_outbox(outbox)
+        return members
+
+    async def swarm_close(self, key: str) -> None:
+        outbox = await self._waiting_for_lock(
+            key,
+            lambda: self.store.swarm_close(
+                key, token=_token(key), dispatch_prefix=_new_dispatch_id()
+            ),
+        )
+        await self._dispatch_outbox(outbox)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from thirdmagic.errors import ConfigurationError, NotFoundError
 
 from mageflow.manager import (
     CancelRequest,
@@ -26,11 +27,11 @@ from mageflow.manager import (
     DispatchResult,
     TaskDescription,
 )
-from thirdmagic.errors import ConfigurationError, NotFoundError
 
 if TYPE_CHECKING:
-    from mageflow._runtime import MageflowRuntime
     from thirdmagic.signature import Signature
+
+    from mageflow._runtime import MageflowRuntime
 
 __all__ = ["InMemoryTask", "InMemoryTaskManager", "NonRetryableError", "RunRecord"]
 

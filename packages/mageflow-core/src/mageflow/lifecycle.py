@@ -38,7 +38,7 @@ async def _cancel_running(runtime: MageflowRuntime, key: str, result: Transition
 
 async def _replay(runtime: MageflowRuntime, key: str, result: TransitionResult) -> None:
     if result.replay_input is not None and result.dispatch_id:
-        await runtime.redispatch(key, result.replay_input, result.dispatch_id)
+        await runtime.redispatch(key, result.task_name, result.replay_input, result.dispatch_id)
 
 
 _SIDE_EFFECTS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {

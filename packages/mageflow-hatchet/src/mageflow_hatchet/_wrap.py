@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 from hatchet_sdk import Context
 from hatchet_sdk.exceptions import NonRetryableException
 from hatchet_sdk.utils.timedelta_to_expression import expr_to_timedelta
-from pydantic import BaseModel
-
 from mageflow.manager import DISPATCH_ID_META, SIGNATURE_KEY_META
+from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
 
 if TYPE_CHECKING:

@@ -6,17 +6,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import mageflow
 import redis.asyncio as aioredis
 from hatchet_sdk import Hatchet
-from pydantic import BaseModel
-
-import mageflow
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
+from pydantic import BaseModel
+from thirdmagic.params import AcceptParams
+from thirdmagic.signature import ChainSignature, SwarmConfig, SwarmSignature, TaskSignature
+
 from mageflow_hatchet._wrap import flags_of, make_wrapper
 from mageflow_hatchet.manager import HatchetTaskManager
-from thirdmagic.params import AcceptParams
-from thirdmagic.signature import TaskSignature
 
 __all__ = ["HatchetMageflow", "Mageflow"]
 
@@ -112,6 +112,33 @@ class HatchetMageflow:
         return await self.runtime.sign(task, **options)
 
     sign = asign
+
+    async def achain(
+        self,
+        tasks: Any,
+        name: str | None = None,
+        success: Any = None,
+        error: Any = None,
+        **kwargs: Any,
+    ) -> ChainSignature:
+        return await self.runtime.chain(tasks, name, success, error, **kwargs)
+
+    chain = achain
+
+    async def aswarm(
+        self,
+        tasks: Any = None,
+        success_callbacks: Any = None,
+        error_callbacks: Any = None,
+        config: SwarmConfig | None = None,
+        is_swarm_closed: bool = False,
+        **kwargs: Any,
+    ) -> SwarmSignature:
+        return await self.runtime.swarm(
+            tasks, success_callbacks, error_callbacks, config, is_swarm_closed, **kwargs
+        )
+
+    swarm = aswarm
 
     async def load_signature(self, key: str) -> Any:
         return await self.runtime.load(key)

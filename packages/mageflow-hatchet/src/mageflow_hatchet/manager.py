@@ -11,8 +11,6 @@ from typing import Any, TypeVar
 from hatchet_sdk import Hatchet
 from hatchet_sdk.runnables import contextvars as hatchet_ctx
 from hatchet_sdk.types.trigger import TriggerWorkflowOptions
-from pydantic import BaseModel
-
 from mageflow.manager import (
     CancelRequest,
     DescribeRequest,
@@ -20,6 +18,7 @@ from mageflow.manager import (
     DispatchResult,
     TaskDescription,
 )
+from pydantic import BaseModel
 from thirdmagic.errors import EngineError
 
 __all__ = ["HatchetTaskManager"]

@@ -8,6 +8,7 @@ signatures as data never needs one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from thirdmagic.errors import ConfigurationError
@@ -35,6 +36,12 @@ class SignatureBackend(Protocol):
     async def apply(self, key: str, event: LifecycleEvent) -> TaskStatus: ...
 
     async def update_kwargs(self, key: str, values: dict[str, Any]) -> None: ...
+
+    async def swarm_add(
+        self, signature: Signature, tasks: Any, msgs: Sequence[Any] | None
+    ) -> list[str]: ...
+
+    async def swarm_close(self, key: str) -> None: ...
 
 
 _backend: SignatureBackend | None = None

@@ -27,6 +27,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from thirdmagic.backend import get_backend
 from thirdmagic.errors import MageflowValidationError
+from thirdmagic.message import resolve_return_field
 from thirdmagic.status import LifecycleEvent, PauseActionTypes, SignatureStatus, TaskStatus
 
 __all__ = [
@@ -183,6 +184,7 @@ class Signature(BaseModel):
     @classmethod
     def _model_to_path(cls, value: Any) -> Any:
         if isinstance(value, type) and issubclass(value, BaseModel):
+            resolve_return_field(value)  # two ReturnValue fields: fail now, naming both
             return model_import_path(value)
         if value is None or isinstance(value, str):
             return value
@@ -353,6 +355,29 @@ class SwarmSignature(Signature):
     task_name: str = "mageflow.swarm"
     config: SwarmConfig = Field(default_factory=SwarmConfig)
     is_swarm_closed: bool = False
+
+    async def aio_run_in_swarm(
+        self, task_or_tasks: Any, msg: BaseModel | dict[str, Any] | None = None
+    ) -> list[str]:
+        """Add one task or several to this swarm, each receiving ``msg``.
+
+        Returns the member keys. They start as soon as the swarm runs and a
+        slot under ``max_concurrency`` is free.
+        """
+        tasks = task_or_tasks if isinstance(task_or_tasks, (list, tuple)) else [task_or_tasks]
+        msgs = [msg] * len(tasks) if msg is not None else None
+        return await get_backend().swarm_add(self, list(tasks), msgs)
+
+    async def aio_run_tasks_in_swarm(
+        self, tasks: list[Any], msgs: list[BaseModel | dict[str, Any]]
+    ) -> list[str]:
+        """Add several tasks to this swarm, each with its own message."""
+        return await get_backend().swarm_add(self, list(tasks), list(msgs))
+
+    async def close_swarm(self) -> None:
+        """Accept no more tasks; the swarm completes once its members finish."""
+        await get_backend().swarm_close(self.key)
+        self.is_swarm_closed = True
 
 
 AnySignature = Annotated[

@@ -17,17 +17,19 @@ import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
 from redis import exceptions as redis_exc
 from redis.commands.core import AsyncScript
-
-from mageflow._store import schema as S
-from mageflow.config import MageflowConfig
 from thirdmagic.errors import (
     InvalidTransitionError,
     MageflowValidationError,
     SignatureNotFoundError,
     StoreError,
+    SwarmClosedError,
+    SwarmFullError,
 )
-from thirdmagic.signature import AnySignature, Signature
+from thirdmagic.signature import AnySignature, ChainSignature, Signature, SwarmSignature
 from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
+
+from mageflow._store import schema as S
+from mageflow.config import MageflowConfig
 
 __all__ = [
     "BeginResult",
@@ -51,13 +53,22 @@ class LockedSignal(Exception):
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """A callback claimed at completion: everything needed to dispatch it."""
+    """A dispatch claimed atomically by a script: everything needed to send it.
+
+    ``mode`` says how ``value`` reaches the signature: ``inject`` writes it
+    into the return-value field, ``merge`` uses it as the message.
+    ``inherited`` are kwargs of the containers around the signature.
+    """
 
     key: str
     dispatch_id: str
     task_name: str
     model_path: str | None
     kwargs: dict[str, Any]
+    kind: str = "task"
+    mode: str = "merge"
+    value: Any = None
+    inherited: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,8 @@ class TransitionResult:
     run_id: str | None = None
     replay_input: dict[str, Any] | None = None
     dispatch_id: str | None = None
+    kind: str = "task"
+    task_name: str = ""
 
 
 def _text(value: Any) -> str:
@@ -110,6 +123,9 @@ class RedisStore:
         self._remove = reg(S.REMOVE)
         self._lock = reg(S.LOCK)
         self._unlock = reg(S.UNLOCK)
+        self._advance = reg(S.ADVANCE)
+        self._swarm_add = reg(S.SWARM_ADD)
+        self._swarm_close = reg(S.SWARM_CLOSE)
 
     async def prepare(self) -> None:
         """Load every script into the server so later calls are one EVALSHA each."""
@@ -124,6 +140,9 @@ class RedisStore:
             self._remove,
             self._lock,
             self._unlock,
+            self._advance,
+            self._swarm_add,
+            self._swarm_close,
         )
         await self._guard(lambda: self._load_scripts(scripts), key=None)
 
@@ -260,10 +279,24 @@ class RedisStore:
 
     # -- operations ---------------------------------------------------------
 
-    async def create(self, sig: Signature, required: Sequence[str] = ()) -> None:
-        """Store a new signature; every key in ``required`` must already exist."""
-        keys = [self.keys.sig(sig.key), *(self.keys.sig(k) for k in required)]
-        reply = await self._run(self._create, sig.key, keys, [self._active_ms, *self.encode(sig)])
+    async def create(
+        self, sig: Signature, required: Sequence[str] = (), members: Sequence[str] = ()
+    ) -> None:
+        """Store a new signature; every key in ``required`` and ``members`` must exist.
+
+        ``members`` (chain steps) are linked to the new signature in the same step.
+        """
+        keys = [
+            self.keys.sig(sig.key),
+            *(self.keys.sig(k) for k in members),
+            *(self.keys.sig(k) for k in required),
+        ]
+        reply = await self._run(
+            self._create,
+            sig.key,
+            keys,
+            [self._active_ms, len(members), sig.key, *self.encode(sig)],
+        )
         if reply[0] == "exists":
             raise MageflowValidationError(
                 f"key: a signature is already stored under {sig.key!r}", field="key", key=sig.key
@@ -272,6 +305,13 @@ class RedisStore:
             missing = _text(reply[1])[len(self.keys.sig_prefix) :]
             raise SignatureNotFoundError(
                 missing, f"signature {sig.key!r} refers to {missing!r}, which is not stored"
+            )
+        if reply[0] == "taken":
+            taken = _text(reply[1])[len(self.keys.sig_prefix) :]
+            raise MageflowValidationError(
+                f"tasks: signature {taken!r} already belongs to another chain or swarm",
+                field="tasks",
+                key=taken,
             )
 
     async def load(self, key: str) -> Signature | None:
@@ -328,7 +368,6 @@ class RedisStore:
                 "drain",
                 outcome=_text(reply[1]),
                 outbox=self._outbox(_text(reply[2])),
-                payload=json.loads(_text(reply[3])),
             )
         if code == "park":
             return BeginResult("park")
@@ -338,13 +377,23 @@ class RedisStore:
         items = json.loads(raw)
         if not isinstance(items, list):  # cjson writes an empty array as {}
             return []
+
+        def plain(mapping: Any) -> dict[str, Any]:
+            if not isinstance(mapping, dict):
+                return {}
+            return {k: json.loads(v) for k, v in mapping.items()}
+
         return [
             OutboxEntry(
                 key=item["key"],
                 dispatch_id=item["did"],
                 task_name=item.get("t", ""),
                 model_path=item.get("mv"),
-                kwargs={k: json.loads(v) for k, v in (item.get("kw") or {}).items()},
+                kwargs=plain(item.get("kw")),
+                kind=item.get("kind") or "task",
+                mode=item.get("mode") or "merge",
+                value=json.loads(item["v"]) if isinstance(item.get("v"), str) else None,
+                inherited=plain(item.get("pkw")),
             )
             for item in items
         ]
@@ -362,14 +411,7 @@ class RedisStore:
             self._finish,
             key,
             [self.keys.sig(key), self.keys.lock(key)],
-            [
-                "succeed" if succeeded else "fail",
-                run_id,
-                _jdump(payload),
-                self._done_ms,
-                self._active_ms,
-                self.keys.sig_prefix,
-            ],
+            [*self._header(run_id), "succeed" if succeeded else "fail", _jdump(payload)],
         )
         code = reply[0]
         if code in ("ok", "already"):
@@ -390,6 +432,7 @@ class RedisStore:
             raise self._missing(key)
         if code == "invalid":
             raise InvalidTransitionError(key, _text(reply[1]), event.value)
+        kind, task_name = _text(reply[-2]), _text(reply[-1])
         if code == "noop":
             last = _text(reply[2])
             return TransitionResult(
@@ -397,6 +440,8 @@ class RedisStore:
                 SignatureStatus(last) if last else None,
                 changed=False,
                 run_id=_text(reply[3]) or None,
+                kind=kind,
+                task_name=task_name,
             )
         if code == "replay":
             return TransitionResult(
@@ -405,12 +450,16 @@ class RedisStore:
                 changed=True,
                 replay_input=json.loads(_text(reply[3])),
                 dispatch_id=_text(reply[4]),
+                kind=kind,
+                task_name=task_name,
             )
         return TransitionResult(
             SignatureStatus(_text(reply[1])),
             SignatureStatus(_text(reply[2])),
             changed=True,
             run_id=_text(reply[3]) or None,
+            kind=kind,
+            task_name=task_name,
         )
 
     async def update_kwargs(self, key: str, values: dict[str, Any], token: str) -> None:
@@ -468,9 +517,134 @@ class RedisStore:
                 int(with_success),
                 self.keys.sig_prefix,
                 f"{self.keys.prefix}lock:",
+                self.keys.swarm_prefix,
             ],
         )
         return int(reply[1])
+
+    # -- containers -----------------------------------------------------------
+
+    def _header(self, dispatch_prefix: str) -> list[Any]:
+        return [
+            self.keys.sig_prefix,
+            self.keys.swarm_prefix,
+            self._active_ms,
+            self._done_ms,
+            dispatch_prefix,
+        ]
+
+    async def advance(
+        self,
+        key: str,
+        *,
+        token: str,
+        action: Literal["start", "kick"],
+        dispatch_id: str = "",
+        mode: str = "merge",
+        value: Any = None,
+        inherited: dict[str, Any] | None = None,
+        dispatch_prefix: str,
+    ) -> tuple[str, list[OutboxEntry]]:
+        """Start a chain or swarm, or continue one after resume; returns what to dispatch."""
+        pkw = {k: _jdump(v) for k, v in (inherited or {}).items()}
+        reply = await self._run(
+            self._advance,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
+            [
+                *self._header(dispatch_prefix),
+                token,
+                action,
+                dispatch_id,
+                mode,
+                _jdump(value if value is not None else {}),
+                _jdump(pkw),
+            ],
+        )
+        if reply[0] == "missing":
+            raise self._missing(key)
+        if reply[0] == "ok":
+            return "ok", self._outbox(_text(reply[1]))
+        return _text(reply[0]), []
+
+    async def swarm_add(
+        self,
+        key: str,
+        members: Sequence[tuple[str, dict[str, Any] | None]],
+        *,
+        token: str,
+        dispatch_prefix: str,
+    ) -> list[OutboxEntry]:
+        args: list[Any] = [*self._header(dispatch_prefix), token, len(members)]
+        for member, msg in members:
+            args += [member, "" if msg is None else _jdump(msg)]
+        reply = await self._run(
+            self._swarm_add, key, [self.keys.sig(key), self.keys.lock(key)], args
+        )
+        code = reply[0]
+        if code == "missing":
+            if len(reply) > 1:
+                raise SignatureNotFoundError(
+                    _text(reply[1]), f"swarm member {_text(reply[1])!r} is not stored"
+                )
+            raise self._missing(key)
+        if code == "notswarm":
+            raise MageflowValidationError(f"signature {key!r} is not a swarm", key=key)
+        if code == "closed":
+            raise SwarmClosedError(
+                key,
+                _text(reply[1]),
+                "add tasks",
+                f"swarm {key!r} is closed (status {_text(reply[1])!r}); it accepts no more tasks",
+            )
+        if code == "full":
+            raise SwarmFullError(
+                f"swarm {key!r} holds {_text(reply[1])} tasks; adding {len(members)} would "
+                f"exceed max_task_allowed={_text(reply[2])}",
+                field="max_task_allowed",
+                key=key,
+            )
+        if code == "taken":
+            raise MageflowValidationError(
+                f"tasks: signature {_text(reply[1])!r} already belongs to a chain or swarm",
+                field="tasks",
+                key=_text(reply[1]),
+            )
+        return self._outbox(_text(reply[1]))
+
+    async def swarm_close(self, key: str, *, token: str, dispatch_prefix: str) -> list[OutboxEntry]:
+        reply = await self._run(
+            self._swarm_close,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
+            [*self._header(dispatch_prefix), token],
+        )
+        if reply[0] == "missing":
+            raise self._missing(key)
+        if reply[0] == "notswarm":
+            raise MageflowValidationError(f"signature {key!r} is not a swarm", key=key)
+        return self._outbox(_text(reply[1]))
+
+    async def members(self, sig: Signature) -> list[str]:
+        """Member keys of a chain or swarm (empty for a task)."""
+        if isinstance(sig, ChainSignature):
+            return list(sig.tasks)
+        if isinstance(sig, SwarmSignature):
+            raw = await self._guard(
+                lambda: self.client.lrange(self.keys.swarm_members(sig.key), 0, -1), key=sig.key
+            )
+            return [_text(x) for x in cast(list[Any], raw)]
+        return []
+
+    async def swarm_counters(self, key: str) -> dict[str, int]:
+        raw = await self._guard(
+            lambda: self.client.hmget(self.keys.sig(key), ["n", "run", "ok", "bad"]), key=key
+        )
+        values = cast(list[Any], raw)
+        return {
+            name: int(_text(v)) if v is not None else 0
+            for name, v in zip(("admitted", "running", "succeeded", "failed"), values, strict=True)
+        }
 
     async def acquire_lock(self, key: str, token: str) -> bool:
         reply = await self._run(

@@ -4,6 +4,16 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
 
     P sig:<key>     hash    one signature (fields below)
     P lock:<key>    string  lock_task token, with its own expiry
+    P swarm:<key>:m list    a swarm's members in admission order (append-only)
+    P swarm:<key>:q list    members admitted but not started yet (FIFO)
+    P swarm:<key>:res hash  admission index -> member result (JSON)
+
+Container fields: chain ``x:tasks`` (member keys), ``ci`` current step;
+swarm ``x:config``, ``x:is_swarm_closed``, counters ``n`` admitted, ``run``
+running, ``ok``/``bad`` finished; both: ``st`` started, ``smode``/``sv`` how
+members receive the start value, ``pkw`` kwargs inherited from outer
+containers, ``pst`` start parked by suspension. Member fields: ``p`` its
+container, ``pi`` its index there, ``sm`` its own message in a swarm.
 
 Signature hash fields: ``_v`` schema version; ``kind``; ``t`` task name;
 ``ct`` creation time; ``mv`` model import path; ``sc``/``ec`` callback keys
@@ -96,6 +106,19 @@ class Keys:
     def lock(self, key: str) -> str:
         return f"{self.prefix}lock:{key}"
 
+    @property
+    def swarm_prefix(self) -> str:
+        return f"{self.prefix}swarm:"
+
+    def swarm_members(self, key: str) -> str:
+        return f"{self.prefix}swarm:{key}:m"
+
+    def swarm_queue(self, key: str) -> str:
+        return f"{self.prefix}swarm:{key}:q"
+
+    def swarm_results(self, key: str) -> str:
+        return f"{self.prefix}swarm:{key}:res"
+
 
 def _lua_transition_table() -> str:
     pairs = {
@@ -134,20 +157,28 @@ local function slide(k, s, active_ttl, done_ttl)
 end
 """
 
-# KEYS: sig, required keys... ARGV: active_ttl, field, value, ...
+# KEYS: sig, required keys... ARGV: active_ttl, number of leading required
+# keys that become members (chain steps), own key, field, value, ...
 CREATE: Final = (
     _PRELUDE
     + """
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 1 then return {'exists'} end
+local members = tonumber(ARGV[2])
 for i = 2, #KEYS do
   local ok = kind_of(KEYS[i])
   if ok == nil then return {'missing', KEYS[i]} end
   if ok == false then return {'corrupt', KEYS[i]} end
+  if i <= members + 1 and redis.call('HEXISTS', KEYS[i], 'p') == 1 then
+    return {'taken', KEYS[i]}
+  end
 end
-redis.call('HSET', k, unpack(ARGV, 2))
+redis.call('HSET', k, unpack(ARGV, 4))
 redis.call('PEXPIRE', k, ARGV[1])
-for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT') end
+for i = 2, #KEYS do
+  if i <= members + 1 then redis.call('HSET', KEYS[i], 'p', ARGV[3], 'pi', i - 2) end
+  redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT')
+end
 return {'ok'}
 """
 )
@@ -206,7 +237,7 @@ elseif s == 'suspended' then
 elseif s == 'done' or s == 'failed' then
   local f = redis.call('HMGET', k, 'ob', 'res', 'm')
   if f[1] and r == run then
-    return {'drain', s, f[1], (s == 'done' and f[2]) or f[3] or 'null'}
+    return {'drain', s, f[1]}
   end
   return {'skip', 'finished'}
 end
@@ -214,57 +245,311 @@ return {'skip', s}
 """
 )
 
-# The last attempt of a run ended. Claims the callbacks of the outcome (sets
-# their dispatch id) and records them as an outbox in the same step, so a
-# crash before they are dispatched is repaired by the run's redelivery.
-# KEYS: sig, lock. ARGV: outcome (succeed|fail), run id, payload, done_ttl,
-# active_ttl, key prefix of signatures
+# Container-aware scripts share a header: ARGV[1] signature key prefix,
+# ARGV[2] swarm key prefix, ARGV[3] active ttl, ARGV[4] done ttl, ARGV[5]
+# prefix of the dispatch ids this call hands out. Their reply carries the
+# dispatches it claimed (an outbox) as JSON; each entry names the signature,
+# its dispatch id, its kwargs and those inherited from containers ("pkw"),
+# and the value it receives: injected as a return value ("inject") or merged
+# as a message ("merge").
+_CONTAINERS = r"""
+local SP, XP, ATTL, DTTL, DIDP = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local seq = 0
+local function nid() seq = seq + 1; return DIDP .. ':' .. seq end
+local function read(full)
+  local h = redis.call('HGETALL', full)
+  local kw, meta = {}, {}
+  for j = 1, #h, 2 do
+    local f = h[j]
+    if string.sub(f, 1, 2) == 'k:' then kw[string.sub(f, 3)] = h[j + 1] else meta[f] = h[j + 1] end
+  end
+  return kw, meta
+end
+local function claim(key, mode, v, pkw)
+  local full = SP .. key
+  if not kind_of(full) then return nil end
+  local kw, meta = read(full)
+  if meta['s'] ~= 'pending' and meta['s'] ~= 'suspended' then return nil end
+  local did = nid()
+  redis.call('HSET', full, 'd', did)
+  redis.call('PEXPIRE', full, ATTL, 'GT')
+  return {key = key, did = did, t = meta['t'], mv = meta['mv'], kind = meta['kind'],
+          kw = kw, pkw = pkw or {}, mode = mode, v = v}
+end
+local function claim_cbs(full, field, v, mode, out)
+  local raw = redis.call('HGET', full, field)
+  if not raw or raw == '[]' or raw == '{}' then return end
+  for _, ck in ipairs(cjson.decode(raw)) do
+    local e = claim(ck, mode, v, {})
+    if e then table.insert(out, e) end
+  end
+end
+local function member_kw(pf)
+  local kw, meta = read(pf)
+  local merged = {}
+  if meta['pkw'] and meta['pkw'] ~= '[]' then
+    for n, v in pairs(cjson.decode(meta['pkw'])) do merged[n] = v end
+  end
+  for n, v in pairs(kw) do merged[n] = v end
+  return merged
+end
+local function swarm_fill(p, pf, out)
+  if redis.call('HGET', pf, 's') ~= 'active' then return end
+  local cfg = cjson.decode(redis.call('HGET', pf, 'x:config'))
+  local cap = tonumber(cfg['max_concurrency'])
+  local q = XP .. p .. ':q'
+  local pkw = nil
+  while tonumber(redis.call('HGET', pf, 'run') or '0') < cap do
+    local mk = redis.call('LPOP', q)
+    if not mk then break end
+    pkw = pkw or member_kw(pf)
+    local own = redis.call('HGET', SP .. mk, 'sm')
+    local e
+    if own then e = claim(mk, 'merge', own, pkw)
+    else e = claim(mk, redis.call('HGET', pf, 'smode') or 'merge', redis.call('HGET', pf, 'sv') or '{}', pkw) end
+    if e then
+      redis.call('HINCRBY', pf, 'run', 1)
+      table.insert(out, e)
+    end
+  end
+end
+local function swarm_outcome(p, pf)
+  local f = redis.call('HMGET', pf, 'x:is_swarm_closed', 'run', 'ok', 'bad', 'n')
+  if f[1] ~= 'true' or tonumber(f[2] or '0') > 0 then return nil end
+  if redis.call('LLEN', XP .. p .. ':q') > 0 then return nil end
+  local ok, bad, n = tonumber(f[3] or '0'), tonumber(f[4] or '0'), tonumber(f[5] or '0')
+  if ok == 0 and bad > 0 then return 'failed', nil end
+  local parts = {}
+  local i = 0
+  while i < n do
+    local fields = {}
+    for j = i, math.min(i + 999, n - 1) do fields[#fields + 1] = tostring(j) end
+    local vals = redis.call('HMGET', XP .. p .. ':res', unpack(fields))
+    for j = 1, #fields do parts[#parts + 1] = vals[j] or 'null' end
+    i = i + 1000
+  end
+  return 'done', '[' .. table.concat(parts, ',') .. ']'
+end
+local function settle(pf, ps, outcome, value, input, out)
+  redis.call('HSET', pf, 's', outcome, 'ls', ps)
+  if outcome == 'done' then redis.call('HSET', pf, 'res', value) end
+  redis.call('PEXPIRE', pf, DTTL)
+  if outcome == 'done' then claim_cbs(pf, 'sc', value, 'inject', out)
+  else claim_cbs(pf, 'ec', input or '{}', 'merge', out) end
+end
+-- A member ended: update its container in O(1), start what comes next, and
+-- settle the container (and, in turn, its own container) when it is complete.
+local function bubble(child, ok_, value, input, out)
+  for _ = 1, 64 do
+    local link = redis.call('HMGET', SP .. child, 'p', 'pi')
+    local p = link[1]
+    if not p then return end
+    local idx = tonumber(link[2])
+    local pf = SP .. p
+    if not kind_of(pf) then return end
+    local pm = redis.call('HMGET', pf, 'kind', 's')
+    local pk, ps = pm[1], pm[2]
+    local outcome, pval, pin = nil, nil, nil
+    if pk == 'chain' then
+      if terminal(ps) then return end
+      if ok_ then
+        local tasks = cjson.decode(redis.call('HGET', pf, 'x:tasks'))
+        if idx + 2 <= #tasks then
+          local e = claim(tasks[idx + 2], 'inject', value, member_kw(pf))
+          if e then table.insert(out, e) end
+          redis.call('HSET', pf, 'ci', idx + 1)
+          redis.call('PEXPIRE', pf, ATTL)
+        else
+          outcome, pval = 'done', value
+        end
+      else
+        outcome, pin = 'failed', input
+      end
+    elseif pk == 'swarm' then
+      redis.call('HINCRBY', pf, 'run', -1)
+      if ok_ then
+        redis.call('HINCRBY', pf, 'ok', 1)
+        redis.call('HSET', XP .. p .. ':res', tostring(idx), value)
+      else
+        redis.call('HINCRBY', pf, 'bad', 1)
+      end
+      if terminal(ps) then return end
+      local cfg = cjson.decode(redis.call('HGET', pf, 'x:config'))
+      local lim = cfg['stop_after_n_failures']
+      if (not ok_) and type(lim) == 'number' and tonumber(redis.call('HGET', pf, 'bad')) >= lim then
+        outcome, pin = 'failed', input
+      else
+        swarm_fill(p, pf, out)
+        local o, v = swarm_outcome(p, pf)
+        if o == 'done' then outcome, pval = 'done', v
+        elseif o == 'failed' then outcome, pin = 'failed', input end
+        redis.call('PEXPIRE', pf, ATTL)
+      end
+    else
+      return
+    end
+    if not outcome then return end
+    settle(pf, ps, outcome, pval, pin, out)
+    child, ok_, value, input = p, outcome == 'done', pval, pin
+  end
+end
+local function encode(out)
+  if #out == 0 then return '[]' end
+  return cjson.encode(out)
+end
+"""
+
+# The last attempt of a run ended. Claims what the outcome starts (callbacks,
+# the next chain step, queued swarm members, container callbacks) and records
+# it as an outbox on the finished signature in the same atomic step, so a
+# crash before the dispatches is repaired by the run's redelivery.
+# KEYS: sig, lock. ARGV: header (see above; DIDP is the run id), outcome
+# (succeed|fail), payload
 FINISH: Final = (
     _PRELUDE
+    + _CONTAINERS
     + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], '') then return {'locked'} end
-local st = redis.call('HMGET', k, 's', 'r', 'ob')
-local s, r, ob = st[1], st[2], st[3]
-local succeed = ARGV[1] == 'succeed'
+local st = redis.call('HMGET', k, 's', 'r', 'ob', 'm')
+local s, r, ob, m = st[1], st[2], st[3], st[4]
+local succeed = ARGV[6] == 'succeed'
 local target = succeed and 'done' or 'failed'
 if s == target then
-  if ob and r == ARGV[2] then return {'already', ob} end
+  if ob and r == DIDP then return {'already', ob} end
   return {'already', '[]'}
 end
 if s ~= 'active' and s ~= 'suspended' then return {'invalid', s} end
-if r ~= ARGV[2] then return {'stale', s} end
-local cbs = cjson.decode(redis.call('HGET', k, succeed and 'sc' or 'ec') or '[]')
+if r ~= DIDP then return {'stale', s} end
 local out = {}
-for i, ck in ipairs(cbs) do
-  local full = ARGV[6] .. ck
-  if kind_of(full) then
-    local cs = redis.call('HGET', full, 's')
-    if cs == 'pending' or cs == 'suspended' then
-      local did = ARGV[2] .. ':' .. string.sub(ARGV[1], 1, 1) .. i
-      redis.call('HSET', full, 'd', did)
-      redis.call('PEXPIRE', full, ARGV[5], 'GT')
-      local h = redis.call('HGETALL', full)
-      local kw = {}
-      local entry = {key = ck, did = did, kw = kw}
-      for j = 1, #h, 2 do
-        local f = h[j]
-        if string.sub(f, 1, 2) == 'k:' then kw[string.sub(f, 3)] = h[j + 1]
-        elseif f == 't' then entry.t = h[j + 1]
-        elseif f == 'mv' then entry.mv = h[j + 1]
-        elseif f == 'kind' then entry.kind = h[j + 1] end
-      end
-      table.insert(out, entry)
-    end
+local payload = ARGV[7]
+if succeed then claim_cbs(k, 'sc', payload, 'inject', out)
+else claim_cbs(k, 'ec', m or '{}', 'merge', out) end
+redis.call('HSET', k, 's', target, 'ls', s, succeed and 'res' or 'err', payload)
+redis.call('HDEL', k, 'pm')
+redis.call('PEXPIRE', k, DTTL)
+bubble(string.sub(k, #SP + 1), succeed, payload, m or '{}', out)
+local obj = encode(out)
+redis.call('HSET', k, 'ob', obj)
+return {'ok', obj}
+"""
+)
+
+# Start a container (or continue one after resume). KEYS: container, lock.
+# ARGV: header, token, action (start|kick), dispatch id or '', mode, value,
+# inherited kwargs (JSON)
+ADVANCE: Final = (
+    _PRELUDE
+    + _CONTAINERS
+    + """
+local k = KEYS[1]
+local bad = check(k); if bad then return bad end
+if locked(KEYS[2], ARGV[6]) then return {'locked'} end
+local key = string.sub(k, #SP + 1)
+local f = redis.call('HMGET', k, 's', 'd', 'kind', 'st', 'pst')
+local s, d, kind = f[1], f[2], f[3]
+local out = {}
+local starting = false
+if ARGV[7] == 'start' then
+  if ARGV[8] ~= '' and d and d ~= ARGV[8] then return {'skip', 'stale'} end
+  if s == 'suspended' and not f[4] then
+    redis.call('HSET', k, 'pst', '1', 'smode', ARGV[9], 'sv', ARGV[10], 'pkw', ARGV[11])
+    return {'parked'}
+  end
+  if s ~= 'pending' or f[4] then return {'skip', s} end
+  redis.call('HSET', k, 'smode', ARGV[9], 'sv', ARGV[10], 'pkw', ARGV[11])
+  starting = true
+elseif s == 'pending' and f[5] then
+  starting = true
+end
+if starting then
+  redis.call('HSET', k, 's', 'active', 'ls', s, 'st', '1')
+  redis.call('HDEL', k, 'pst')
+  s = 'active'
+  if kind == 'chain' then
+    local tasks = cjson.decode(redis.call('HGET', k, 'x:tasks'))
+    local e = claim(tasks[1], redis.call('HGET', k, 'smode'), redis.call('HGET', k, 'sv'), member_kw(k))
+    if e then table.insert(out, e) end
   end
 end
-local obj = '[]'
-if #out > 0 then obj = cjson.encode(out) end
-redis.call('HSET', k, 's', target, 'ls', s, 'ob', obj, succeed and 'res' or 'err', ARGV[3])
-redis.call('HDEL', k, 'pm')
-redis.call('PEXPIRE', k, ARGV[4])
-return {'ok', obj}
+if kind == 'swarm' and s == 'active' then
+  swarm_fill(key, k, out)
+  local o, v = swarm_outcome(key, k)
+  if o then
+    settle(k, s, o, v, redis.call('HGET', k, 'sv'), out)
+    bubble(key, o == 'done', v, redis.call('HGET', k, 'sv'), out)
+  end
+end
+redis.call('PEXPIRE', k, ATTL, 'GT')
+return {'ok', encode(out)}
+"""
+)
+
+# Add members to a swarm. KEYS: swarm, lock. ARGV: header, token, count,
+# then per member: key, own message JSON or ''
+SWARM_ADD: Final = (
+    _PRELUDE
+    + _CONTAINERS
+    + """
+local k = KEYS[1]
+local bad = check(k); if bad then return bad end
+if locked(KEYS[2], ARGV[6]) then return {'locked'} end
+local key = string.sub(k, #SP + 1)
+local f = redis.call('HMGET', k, 's', 'x:is_swarm_closed', 'x:config', 'n', 'kind')
+if f[5] ~= 'swarm' then return {'notswarm'} end
+if f[2] == 'true' or terminal(f[1]) then return {'closed', f[1]} end
+local cfg = cjson.decode(f[3])
+local n = tonumber(f[4] or '0')
+local cnt = tonumber(ARGV[7])
+local lim = cfg['max_task_allowed']
+if type(lim) == 'number' and n + cnt > lim then return {'full', tostring(n), tostring(lim)} end
+for i = 1, cnt do
+  local mk = ARGV[6 + 2 * i]
+  local ok = kind_of(SP .. mk)
+  if ok == nil then return {'missing', mk} end
+  if ok == false then return {'corrupt', mk} end
+  if redis.call('HEXISTS', SP .. mk, 'p') == 1 then return {'taken', mk} end
+end
+for i = 1, cnt do
+  local mk = ARGV[6 + 2 * i]
+  local mf = SP .. mk
+  redis.call('HSET', mf, 'p', key, 'pi', n + i - 1)
+  if ARGV[7 + 2 * i] ~= '' then redis.call('HSET', mf, 'sm', ARGV[7 + 2 * i]) end
+  redis.call('PEXPIRE', mf, ATTL, 'GT')
+  redis.call('RPUSH', XP .. key .. ':m', mk)
+  redis.call('RPUSH', XP .. key .. ':q', mk)
+end
+redis.call('HSET', k, 'n', n + cnt)
+for _, sfx in ipairs({':m', ':q'}) do redis.call('PEXPIRE', XP .. key .. sfx, ATTL) end
+local out = {}
+swarm_fill(key, k, out)
+redis.call('PEXPIRE', k, ATTL, 'GT')
+return {'ok', encode(out)}
+"""
+)
+
+# Close a swarm to new members. KEYS: swarm, lock. ARGV: header, token
+SWARM_CLOSE: Final = (
+    _PRELUDE
+    + _CONTAINERS
+    + """
+local k = KEYS[1]
+local bad = check(k); if bad then return bad end
+if locked(KEYS[2], ARGV[6]) then return {'locked'} end
+local key = string.sub(k, #SP + 1)
+if redis.call('HGET', k, 'kind') ~= 'swarm' then return {'notswarm'} end
+redis.call('HSET', k, 'x:is_swarm_closed', 'true')
+local out = {}
+local s = redis.call('HGET', k, 's')
+if s == 'active' then
+  local o, v = swarm_outcome(key, k)
+  if o then
+    settle(k, s, o, v, redis.call('HGET', k, 'sv'), out)
+    bubble(key, o == 'done', v, redis.call('HGET', k, 'sv'), out)
+  end
+end
+return {'ok', encode(out)}
 """
 )
 
@@ -278,12 +563,16 @@ TRANSITION: Final = (
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[2]) then return {'locked'} end
-local st = redis.call('HMGET', k, 's', 'ls', 'pm', 'm', 'r')
+local st = redis.call('HMGET', k, 's', 'ls', 'pm', 'm', 'r', 'kind', 'st', 't')
+local kind, tname = st[6] or 'task', st[8] or ''
 local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
 local ev = ARGV[1]
 local target = T[s .. '|' .. ev]
 if not target then return {'invalid', s} end
 if target == 'previous' then target = ls or 'pending' end
+-- a container has no run of its own to replay: one that had started goes
+-- back to active, and its members are resumed one by one by the caller
+if st[6] ~= 'task' and st[7] and ev == 'resume' and target == 'pending' then target = 'active' end
 local replay = false
 local run = ''
 if ev == 'resume' then
@@ -299,12 +588,12 @@ elseif ev == 'interrupt' and r then
 end
 if target == s and not replay then
   slide(k, s, ARGV[3], ARGV[4])
-  return {'noop', s, ls or '', run}
+  return {'noop', s, ls or '', run, kind, tname}
 end
 if target ~= s then redis.call('HSET', k, 's', target, 'ls', s) end
 slide(k, target, ARGV[3], ARGV[4])
-if replay then return {'replay', target, s, replay, ARGV[5]} end
-return {'ok', target, s, run}
+if replay then return {'replay', target, s, replay, ARGV[5], kind, tname} end
+return {'ok', target, s, run, kind, tname}
 """
 )
 
@@ -360,7 +649,8 @@ return {'ok'}
 
 # Deletes a signature and, recursively, the callbacks chosen. Nothing is
 # deleted when any of them is locked by someone else or is foreign data.
-# KEYS: sig. ARGV: token, with_error (0/1), with_success (0/1), sig prefix, lock prefix
+# KEYS: sig. ARGV: token, with_error (0/1), with_success (0/1), sig prefix, lock
+# prefix, swarm prefix
 REMOVE: Final = (
     _PRELUDE
     + """
@@ -380,7 +670,7 @@ while #todo > 0 do
     if kind_of(full) then
       if locked(lp .. key, ARGV[1]) then return {'locked', key} end
       table.insert(doomed, full)
-      local f = redis.call('HMGET', full, 'sc', 'ec', 'x:tasks')
+      local f = redis.call('HMGET', full, 'sc', 'ec', 'x:tasks', 'kind')
       local lists = {}
       if ARGV[3] == '1' and f[1] then table.insert(lists, f[1]) end
       if ARGV[2] == '1' and f[2] then table.insert(lists, f[2]) end
@@ -389,6 +679,11 @@ while #todo > 0 do
         if raw ~= '[]' and raw ~= '{}' then
           for _, child in ipairs(cjson.decode(raw)) do table.insert(todo, child) end
         end
+      end
+      if f[4] == 'swarm' then
+        local xp = ARGV[6] .. key
+        for _, child in ipairs(redis.call('LRANGE', xp .. ':m', 0, -1)) do table.insert(todo, child) end
+        for _, sfx in ipairs({':m', ':q', ':res'}) do table.insert(doomed, xp .. sfx) end
       end
     end
   end
