@@ -294,3 +294,12 @@ def test_swarm_config_bounds() -> None:
         SwarmConfig(max_concurrency=0)
     with pytest.raises(ValidationError):
         SwarmConfig(max_task_allowed=0)
+
+
+def test_model_validators_with_two_return_values_is_rejected_naming_both() -> None:
+    from thirdmagic import ReturnValue
+
+    class_ns: dict[str, Any] = {"__annotations__": {"a": ReturnValue[int], "b": ReturnValue[int]}}
+    two = type("TwoMarkedModel", (BaseModel,), {**class_ns, "__module__": __name__})
+    with pytest.raises(ValueError, match="'a', 'b'"):
+        TaskSignature(task_name="t", model_validators=two)
