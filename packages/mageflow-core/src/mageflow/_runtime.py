@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from thirdmagic.backend import set_backend
 from thirdmagic.errors import (
     ConfigurationError,
@@ -66,6 +66,17 @@ _SIGNATURE_OPTIONS = frozenset(
         "id",
     }
 )
+
+
+def _validation_error(exc: ValidationError) -> MageflowValidationError:
+    """The MageflowValidationError a model validator raised (pydantic wraps it), or
+    one built from the first error, naming the field."""
+    first = exc.errors()[0]
+    original = (first.get("ctx") or {}).get("error")
+    if isinstance(original, MageflowValidationError):
+        return original
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
 
 
 def _token(key: str) -> str:
@@ -172,8 +183,17 @@ class MageflowRuntime:
             fields["model_validators"] = model
         status = fields.get("task_status")
         if isinstance(status, (str, SignatureStatus)):
+            if status not in set(SignatureStatus):
+                raise MageflowValidationError(
+                    f"task_status: {status!r} is not one of "
+                    f"{', '.join(s.value for s in SignatureStatus)}",
+                    field="task_status",
+                )
             fields["task_status"] = TaskStatus(status=SignatureStatus(status))
-        sig = TaskSignature(task_name=task_name, kwargs=bound, **fields)
+        try:
+            sig = TaskSignature(task_name=task_name, kwargs=bound, **fields)
+        except ValidationError as exc:
+            raise _validation_error(exc) from exc
         await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
         return sig
 
