@@ -325,7 +325,7 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(self.keys.sig(key))
-            return cast(list[Any], await pipe.execute())
+            return await pipe.execute()
 
         raws = await self._guard(call, key=None)
         return [self.decode(k, r) if r else None for k, r in zip(keys, raws, strict=True)]
