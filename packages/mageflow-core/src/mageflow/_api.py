@@ -157,9 +157,7 @@ async def remove(key: str, with_error: bool = True, with_success: bool = True) -
 
 @asynccontextmanager
 async def _locked(key: str, kwargs: dict[str, Any]) -> AsyncIterator[Signature]:
-    runtime = get_runtime()
-    async with runtime.lock(key, **kwargs):
-        sig = await runtime.load(key)
+    async with get_runtime().lock(key, **kwargs) as sig:
         if sig is None:
             raise SignatureNotFoundError(key)
         yield sig

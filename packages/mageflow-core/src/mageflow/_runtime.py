@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -352,11 +352,16 @@ class MageflowRuntime:
     # -- locks ----------------------------------------------------------------
 
     @asynccontextmanager
-    async def lock(self, key: str, *, wait: timedelta | float | None = None) -> AsyncIterator[None]:
-        """Hold ``key``: no other caller changes its status or deletes it meanwhile."""
+    async def lock(
+        self, key: str, *, wait: timedelta | float | None = None
+    ) -> AsyncIterator[Signature | None]:
+        """Hold ``key``: no other caller changes its status or deletes it meanwhile.
+
+        Yields the signature as read under the lock.
+        """
         held = _held_locks.get({})
         if key in held:
-            yield
+            yield await self.store.load(key)
             return
         token = uuid.uuid4().hex
         wait_td = timedelta(seconds=wait) if isinstance(wait, (int, float)) else wait
@@ -368,7 +373,17 @@ class MageflowRuntime:
         await self._waiting_for_lock(key, acquire, wait_td)
         reset = _held_locks.set({**held, key: token})
         try:
-            yield
+            async with AsyncExitStack() as members:
+                # A container is held as a whole: its members (recursively) too,
+                # so no step or member changes status while the lock is held.
+                sig = await self.store.load(key)
+                if isinstance(sig, (ChainSignature, SwarmSignature)):
+                    for member in await self.store.members(sig):
+                        try:
+                            await members.enter_async_context(self.lock(member, wait=wait))
+                        except SignatureNotFoundError:
+                            continue
+                yield sig
         finally:
             _held_locks.reset(reset)
             await self.store.release_lock(key, token)
@@ -407,13 +422,18 @@ class MageflowRuntime:
             return RunOutcome(ran=False, reason="drained")
         sig = begun.signature
         assert sig is not None
-        model = request.model or self.model_for(sig.task_name, sig.model_validators)
-        data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
-        arg: Any = data
-        if model is not None:
-            arg = _merge.validate_input(model, data, key=key, task_name=sig.task_name)
+        data = request.payload
+        # Input that does not fit and a return value that is not JSON end the
+        # attempt like an exception from the body: otherwise the signature would
+        # stay active forever and no error callback would fire.
         try:
+            model = request.model or self.model_for(sig.task_name, sig.model_validators)
+            data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
+            arg: Any = data
+            if model is not None:
+                arg = _merge.validate_input(model, data, key=key, task_name=sig.task_name)
             result = await body(arg, sig)
+            plain = to_json_value(result, field=f"return value of {sig.task_name}")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -426,7 +446,6 @@ class MageflowRuntime:
                     original=data,
                 )
             raise
-        plain = to_json_value(result, field=f"return value of {sig.task_name}")
         await self._complete(key, request.run_id, succeeded=True, payload=plain, original=data)
         return RunOutcome(ran=True, result=result)
 
