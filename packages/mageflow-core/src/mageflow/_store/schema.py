@@ -626,21 +626,31 @@ for i = 3, #KEYS do
   if ok == nil then return {'missing', KEYS[i]} end
   if ok == false then return {'corrupt', KEYS[i]} end
 end
-local function extend(field, first, last)
-  if last < first then return end
+-- Both lists are merged before anything is written: a corrupted list is
+-- reported and leaves the signature untouched (a script error would not
+-- roll back an HSET already made).
+local function merged(field, first, last)
+  if last < first then return false end
   local raw = redis.call('HGET', k, field)
   local cur = {}
-  if raw and raw ~= '[]' then cur = cjson.decode(raw) end
+  if raw and raw ~= '[]' and raw ~= '{}' then
+    local ok, v = pcall(cjson.decode, raw)
+    if not ok or type(v) ~= 'table' then return nil end
+    cur = v
+  end
   local seen = {}
   for _, v in ipairs(cur) do seen[v] = true end
   for i = first, last do
     if not seen[ARGV[i]] then table.insert(cur, ARGV[i]); seen[ARGV[i]] = true end
   end
-  redis.call('HSET', k, field, cjson.encode(cur))
+  return cjson.encode(cur)
 end
 local n_ok = tonumber(ARGV[3])
-extend('sc', 4, 3 + n_ok)
-extend('ec', 4 + n_ok, #ARGV)
+local sc = merged('sc', 4, 3 + n_ok)
+local ec = merged('ec', 4 + n_ok, #ARGV)
+if sc == nil or ec == nil then return {'corrupt'} end
+if sc then redis.call('HSET', k, 'sc', sc) end
+if ec then redis.call('HSET', k, 'ec', ec) end
 redis.call('PEXPIRE', k, ARGV[2])
 for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT') end
 return {'ok'}
