@@ -162,6 +162,12 @@ class App:
             await record("e2e-stagger", tag=msg.tag, key=signature.key if signature else None)
             return {"ok": True}
 
+        @mf.durable_task(name="e2e-durable", input_validator=Echo)
+        @mf.with_signature
+        async def durable(msg: Echo, signature: TaskSignature | None) -> dict[str, Any]:
+            await record("e2e-durable", tag=msg.tag, key=signature.key if signature else None)
+            return {"durable": msg.tag}
+
         self.tasks = {
             "charge": charge,
             "receipt": receipt,
@@ -177,6 +183,7 @@ class App:
             "ctx": with_ctx,
             "sig": with_sig,
             "stagger": staggered,
+            "durable": durable,
         }
 
     async def records(

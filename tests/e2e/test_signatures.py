@@ -294,3 +294,14 @@ async def test_redis_unreachable_is_a_clear_error(app: App, hatchet_engine: Any)
         import mageflow._api as api
 
         api._default = app.mf.runtime
+
+
+async def test_durable_task_drives_signature_and_callbacks(app: App, tag: str) -> None:
+    ok = await mageflow.asign("e2e-receipt", tag=tag)
+    sig = await mageflow.asign("e2e-durable", success_callbacks=[ok])
+    await sig.aio_run_no_wait(Echo(tag=tag))
+    rec = await wait_records(app, "e2e-durable", tag)
+    assert rec[0]["key"] == sig.key
+    receipt = await wait_records(app, "e2e-receipt", tag)
+    assert receipt[0]["value"] == {"durable": tag}
+    await wait_status(sig.key, SignatureStatus.DONE)
