@@ -167,7 +167,8 @@ class RedisStore:
             raise StoreError(f"redis rejected an operation on {key!r}: {exc}", key=key) from exc
         except (redis_exc.ConnectionError, redis_exc.TimeoutError, OSError) as exc:
             raise StoreError(
-                f"redis is unreachable ({type(exc).__name__}: {exc}); nothing was written",
+                f"redis is unreachable ({type(exc).__name__}: {exc}) during an operation on "
+                f"{key!r}; the operation is atomic: it was applied completely or not at all",
                 key=key,
             ) from exc
         except redis_exc.RedisError as exc:
