@@ -436,3 +436,16 @@ async def test_input_that_stops_fitting_after_dispatch_fails_the_run(
     assert "order_id" in stored["err"]
     # The error callback gets the message the run was dispatched with, plus its own kwargs.
     assert seen == [{"order_id": 1, "priority": "low", "note": "n"}]
+
+
+@pytest.mark.parametrize("value", [[1, 2], "abc", 5])
+async def test_kwargs_option_that_is_not_a_mapping(value: Any, raw: Raw) -> None:
+    with pytest.raises(MageflowValidationError, match="kwargs") as info:
+        await mageflow.asign("t", kwargs=value)
+    assert info.value.field == "kwargs"
+    assert await raw.snapshot() == {}
+
+
+async def test_kwargs_option_from_a_model() -> None:
+    sig = await mageflow.asign("t", kwargs=OrderMsg(order_id=3), extra=1)
+    assert sig.kwargs == {"order_id": 3, "priority": "low", "extra": 1}

@@ -175,8 +175,15 @@ class MageflowRuntime:
             (fields if name in _SIGNATURE_OPTIONS else extra)[name] = value
         if "id" in fields:
             fields.setdefault("key", fields.pop("id"))
-        bound = dict(fields.pop("kwargs", None) or {})
-        bound.update(extra)
+        given = fields.pop("kwargs", None) or {}
+        if isinstance(given, BaseModel):
+            given = given.model_dump(mode="json")
+        if not isinstance(given, dict):
+            raise MageflowValidationError(
+                f"kwargs: expected a mapping of names to values, got {type(given).__name__}",
+                field="kwargs",
+            )
+        bound = {**given, **extra}
         task_name, model = self._resolve_task(task)
         local = model is not None and "<locals>" in model.__qualname__
         if model is not None and not local and "model_validators" not in fields:
