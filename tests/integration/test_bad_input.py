@@ -308,6 +308,10 @@ async def test_two_return_values_found_at_completion_blocks_nothing_else(
     assert parent_run.error is not None
     assert "'first'" in parent_run.error
     assert "'second'" in parent_run.error
+    # The sibling callback was dispatched anyway; the bad one was not.
+    assert seen == [{"mageflow_results": 1}]
+    assert await raw.status(sig.key) == "done"
+    assert await raw.status(bad.key) == "pending"
 
 
 # -- messages that do not fit ----------------------------------------------------------------------

@@ -543,3 +543,112 @@ async def test_wait_for_done_with_polling(manager: InMemoryTaskManager, raw: Raw
         return await raw.status(sig.key) == "done"
 
     await eventually(done, what="signature done")
+
+
+async def test_removing_a_running_signature_lets_the_run_end_quietly(
+    manager: InMemoryTaskManager, rec: Recorder
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @manager.task("p")
+    async def p(msg: dict[str, Any]) -> int:
+        started.set()
+        await release.wait()
+        return 1
+
+    callback_task(manager, rec, "on-ok", ExplicitFormCallback)
+    ok = await mageflow.asign("on-ok")
+    sig = await mageflow.asign(p, success_callbacks=[ok])
+    await sig.aio_run_no_wait({})
+    await asyncio.wait_for(started.wait(), 5)
+    await sig.remove()
+    release.set()
+    await manager.wait_idle()
+    assert await mageflow.load_signature(sig.key) is None
+    assert await mageflow.load_signature(ok.key) is None
+    assert rec.of("on-ok") == []
+    (record,) = manager.runs.values()
+    assert record.status == "succeeded"
+
+
+async def test_suspend_then_resume_while_running_does_not_replay(
+    manager: InMemoryTaskManager, rec: Recorder, raw: Raw
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @manager.task("p")
+    async def p(msg: dict[str, Any]) -> int:
+        rec.add("p", msg)
+        started.set()
+        await release.wait()
+        return 1
+
+    sig = await mageflow.asign(p)
+    await sig.aio_run_no_wait({"n": 1})
+    await asyncio.wait_for(started.wait(), 5)
+    await sig.suspend()
+    await sig.resume()
+    assert await raw.status(sig.key) == "active"
+    release.set()
+    await manager.wait_idle()
+    assert rec.of("p") == [{"n": 1}]
+    assert len(manager.runs) == 1
+    assert await raw.status(sig.key) == "done"
+
+
+async def test_interrupt_of_a_suspended_running_task_cancels_it(
+    manager: InMemoryTaskManager, rec: Recorder, raw: Raw
+) -> None:
+    started = asyncio.Event()
+
+    @manager.task("p")
+    async def p(msg: dict[str, Any]) -> int:
+        rec.add("p", msg)
+        started.set()
+        if len(rec.of("p")) == 1:
+            await asyncio.Event().wait()
+        return 1
+
+    sig = await mageflow.asign(p)
+    await sig.aio_run_no_wait({"n": 1})
+    await asyncio.wait_for(started.wait(), 5)
+    await sig.suspend()
+    await sig.interrupt()
+    await manager.wait_idle()
+    assert [r.status for r in manager.runs.values()] == ["cancelled"]
+    assert await raw.status(sig.key) == "interrupted"
+    await sig.resume()
+    await manager.wait_idle()
+    assert rec.of("p") == [{"n": 1}, {"n": 1}]
+    assert await raw.status(sig.key) == "done"
+
+
+async def test_failed_attempt_while_suspended_parks_the_retry(
+    manager: InMemoryTaskManager, rec: Recorder, raw: Raw
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @manager.task("p", retries=2)
+    async def p(msg: dict[str, Any]) -> int:
+        rec.add("p", msg)
+        if len(rec.of("p")) == 1:
+            started.set()
+            await release.wait()
+            raise RuntimeError("first attempt fails")
+        return 1
+
+    sig = await mageflow.asign(p)
+    await sig.aio_run_no_wait({"n": 1})
+    await asyncio.wait_for(started.wait(), 5)
+    await sig.suspend()
+    release.set()
+    await manager.wait_idle()
+    assert rec.of("p") == [{"n": 1}]  # the retry arrived while suspended: parked
+    assert await raw.status(sig.key) == "suspended"
+    await sig.resume()
+    await manager.wait_idle()
+    assert rec.of("p") == [{"n": 1}, {"n": 1}]
+    assert await raw.status(sig.key) == "done"
