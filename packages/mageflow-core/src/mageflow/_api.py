@@ -16,7 +16,7 @@ from thirdmagic.signature import (
     SwarmSignature,
     TaskSignature,
 )
-from thirdmagic.status import LifecycleEvent, PauseActionTypes
+from thirdmagic.status import LifecycleEvent, PauseActionTypes, pause_event
 
 from mageflow._runtime import MageflowRuntime
 from mageflow._store.redis_store import RedisStore
@@ -142,11 +142,7 @@ resume_task = resume
 
 async def pause(key: str, pause_type: PauseActionTypes = PauseActionTypes.SUSPEND) -> None:
     """Suspend (graceful) or interrupt (cancel the running run) a signature."""
-    event = (
-        LifecycleEvent.INTERRUPT
-        if PauseActionTypes(pause_type) is PauseActionTypes.INTERRUPT
-        else LifecycleEvent.SUSPEND
-    )
+    event = pause_event(pause_type)
     await _apply(key, event)
 
 

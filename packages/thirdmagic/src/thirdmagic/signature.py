@@ -28,7 +28,13 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from thirdmagic.backend import get_backend
 from thirdmagic.errors import MageflowValidationError
 from thirdmagic.message import resolve_return_field
-from thirdmagic.status import LifecycleEvent, PauseActionTypes, SignatureStatus, TaskStatus
+from thirdmagic.status import (
+    LifecycleEvent,
+    PauseActionTypes,
+    SignatureStatus,
+    TaskStatus,
+    pause_event,
+)
 
 __all__ = [
     "AnySignature",
@@ -302,11 +308,7 @@ class Signature(BaseModel):
         await self._apply(LifecycleEvent.INTERRUPT)
 
     async def pause_task(self, pause_type: PauseActionTypes = PauseActionTypes.SUSPEND) -> None:
-        event = (
-            LifecycleEvent.INTERRUPT
-            if PauseActionTypes(pause_type) is PauseActionTypes.INTERRUPT
-            else LifecycleEvent.SUSPEND
-        )
+        event = pause_event(pause_type)
         await self._apply(event)
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "TaskStatus",
     "TransitionTarget",
     "next_status",
+    "pause_event",
 ]
 
 
@@ -83,6 +84,22 @@ class PauseActionTypes(StrEnum):
 
     SUSPEND = "suspend"
     INTERRUPT = "interrupt"
+
+
+def pause_event(pause_type: PauseActionTypes | str) -> LifecycleEvent:
+    """The lifecycle event a pause type stands for; a clear error for anything else."""
+    try:
+        kind = PauseActionTypes(pause_type)
+    except ValueError:
+        from thirdmagic.errors import MageflowValidationError
+
+        choices = ", ".join(repr(p.value) for p in PauseActionTypes)
+        raise MageflowValidationError(
+            f"pause_type: expected one of {choices}, got {pause_type!r}", field="pause_type"
+        ) from None
+    return (
+        LifecycleEvent.INTERRUPT if kind is PauseActionTypes.INTERRUPT else LifecycleEvent.SUSPEND
+    )
 
 
 PREVIOUS: Final = "previous"
