@@ -583,14 +583,17 @@ class MageflowRuntime:
         bound = dict(fields.pop("kwargs", None) or {})
         bound.update(kwargs)
         members = await self._member_keys(tasks, "tasks")
-        sig = ChainSignature(
-            task_name=name or "mageflow.chain",
-            tasks=members,
-            kwargs=bound,
-            success_callbacks=success or fields.pop("success_callbacks", None) or [],
-            error_callbacks=error or fields.pop("error_callbacks", None) or [],
-            **fields,
-        )
+        try:
+            sig = ChainSignature(
+                task_name=name or "mageflow.chain",
+                tasks=members,
+                kwargs=bound,
+                success_callbacks=success or fields.pop("success_callbacks", None) or [],
+                error_callbacks=error or fields.pop("error_callbacks", None) or [],
+                **fields,
+            )
+        except ValidationError as exc:
+            raise _validation_error(exc) from exc
         await self.store.create(
             sig, [*sig.success_callbacks, *sig.error_callbacks], members=members
         )
@@ -611,14 +614,21 @@ class MageflowRuntime:
             fields.setdefault("key", fields.pop("id"))
         bound = dict(fields.pop("kwargs", None) or {})
         bound.update(kwargs)
-        sig = SwarmSignature(
-            task_name=name or "mageflow.swarm",
-            kwargs=bound,
-            config=config or SwarmConfig(),
-            success_callbacks=success_callbacks or [],
-            error_callbacks=error_callbacks or [],
-            **fields,
-        )
+        if config is not None and not isinstance(config, SwarmConfig):
+            raise MageflowValidationError(
+                f"config: expected a SwarmConfig, got {type(config).__name__}", field="config"
+            )
+        try:
+            sig = SwarmSignature(
+                task_name=name or "mageflow.swarm",
+                kwargs=bound,
+                config=config or SwarmConfig(),
+                success_callbacks=success_callbacks or [],
+                error_callbacks=error_callbacks or [],
+                **fields,
+            )
+        except ValidationError as exc:
+            raise _validation_error(exc) from exc
         await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
         if tasks:
             await self.swarm_add(sig, tasks, None)
