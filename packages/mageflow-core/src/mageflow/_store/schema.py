@@ -231,6 +231,8 @@ elseif s == 'active' then
   return {'skip', 'duplicate'}
 elseif s == 'suspended' then
   if d and d ~= did and r ~= run then return {'skip', 'stale'} end
+  -- another run already owns this dispatch: a duplicate delivery, not a retry
+  if r and r ~= run then return {'skip', 'duplicate'} end
   redis.call('HSET', k, 'pm', ARGV[3], 'd', did)
   redis.call('PEXPIRE', k, ARGV[4])
   return {'park'}
@@ -240,6 +242,11 @@ elseif s == 'done' or s == 'failed' then
     return {'drain', s, f[1]}
   end
   return {'skip', 'finished'}
+elseif s == 'interrupted' and d == did and not r then
+  -- interrupted before this run reached a worker: keep its input so resume
+  -- replays it (a run claimed by a container has no input stored before now)
+  redis.call('HSET', k, 'm', ARGV[3])
+  redis.call('PEXPIRE', k, ARGV[4])
 end
 return {'skip', s}
 """
