@@ -460,6 +460,9 @@ local out = {}
 local starting = false
 if ARGV[7] == 'start' then
   if ARGV[8] ~= '' and d and d ~= ARGV[8] then return {'skip', 'stale'} end
+  -- the same start delivered again (its outbox was drained again after a lost
+  -- dispatch): hand out what the first start claimed; duplicates skip themselves
+  if ARGV[8] ~= '' and f[4] then return {'ok', redis.call('HGET', k, 'ob') or '[]'} end
   if s == 'suspended' and not f[4] then
     redis.call('HSET', k, 'pst', '1', 'smode', ARGV[9], 'sv', ARGV[10], 'pkw', ARGV[11])
     return {'parked'}
@@ -488,8 +491,10 @@ if kind == 'swarm' and s == 'active' then
     bubble(key, o == 'done', v, redis.call('HGET', k, 'sv'), out)
   end
 end
+local obj = encode(out)
+if starting and ARGV[7] == 'start' then redis.call('HSET', k, 'ob', obj) end
 redis.call('PEXPIRE', k, ATTL, 'GT')
-return {'ok', encode(out)}
+return {'ok', obj}
 """
 )
 
