@@ -389,7 +389,11 @@ local function bubble(child, ok_, value, input, out)
         swarm_fill(p, pf, out)
         local o, v = swarm_outcome(p, pf)
         if o == 'done' then outcome, pval = 'done', v
-        elseif o == 'failed' then outcome, pin = 'failed', input end
+        elseif o == 'failed' then
+          -- every member failed: error callbacks get the swarm's message, as when
+          -- close_swarm settles it, whichever comes last
+          outcome, pin = 'failed', redis.call('HGET', pf, 'sv') or '{}'
+        end
         redis.call('PEXPIRE', pf, ATTL)
       end
     else
