@@ -54,9 +54,16 @@ def redis_client(redis: aioredis.Redis | str | None) -> aioredis.Redis:
             "or set REDIS_URL"
         )
     try:
-        return aioredis.from_url(url, decode_responses=True)
+        # A blocking pool: past max_connections (redis-py's default is 100) an
+        # operation waits for a free connection instead of failing with
+        # "Too many connections", e.g. in a worker with many slots.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=100
+        )
     except ValueError as exc:
         raise ConfigurationError(f"redis_client: invalid Redis URL {url!r}: {exc}") from exc
+    from_pool = getattr(aioredis.Redis, "from_pool", None)  # redis-py >= 5.0.1
+    return from_pool(pool) if from_pool else aioredis.Redis(connection_pool=pool)
 
 
 def configure(
