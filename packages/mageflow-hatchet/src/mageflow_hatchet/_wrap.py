@@ -41,10 +41,12 @@ class TaskFlags:
 
 
 def flags_of(fn: Callable[..., Any]) -> TaskFlags:
-    flags = getattr(fn, _FLAGS_ATTR, None)
+    # A bound method cannot take attributes; its underlying function can.
+    target = getattr(fn, "__func__", fn)
+    flags = getattr(target, _FLAGS_ATTR, None)
     if flags is None:
         flags = TaskFlags()
-        setattr(fn, _FLAGS_ATTR, flags)
+        setattr(target, _FLAGS_ATTR, flags)
     return flags
 
 

@@ -12,7 +12,7 @@ else ``mageflow_results``, else the legacy ``results``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 from pydantic import BaseModel
 
@@ -26,15 +26,14 @@ __all__ = [
     "resolve_return_field",
 ]
 
+_T = TypeVar("_T")
+
 DEFAULT_RESULTS_FIELD: Final = "mageflow_results"
 LEGACY_RESULTS_FIELD: Final = "results"
 
 
-class ReturnValue:
-    """Marker for the field that receives the parent task's return value.
-
-    ``ReturnValue[T]`` is shorthand for ``Annotated[T, ReturnValue()]``.
-    """
+class _ReturnValueMarker:
+    """Runtime marker stored in ``Annotated`` metadata."""
 
     __slots__ = ()
 
@@ -45,17 +44,29 @@ class ReturnValue:
         return "ReturnValue()"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ReturnValue)
+        return isinstance(other, _ReturnValueMarker)
 
     def __hash__(self) -> int:
-        return hash(ReturnValue)
+        return hash(_ReturnValueMarker)
+
+
+if TYPE_CHECKING:
+    # For type checkers ReturnValue[T] is just T, so a field declared as
+    # ``ReturnValue[Order]`` reads as an ``Order``.
+    ReturnValue = Annotated[_T, _ReturnValueMarker]
+else:
+    ReturnValue = _ReturnValueMarker
+    ReturnValue.__doc__ = """Marker for the field that receives the parent task's return value.
+
+    ``ReturnValue[T]`` is shorthand for ``Annotated[T, ReturnValue()]``.
+    """
 
 
 def _marked_fields(model: type[BaseModel]) -> list[str]:
     return [
         name
         for name, info in model.model_fields.items()
-        if any(isinstance(meta, ReturnValue) for meta in info.metadata)
+        if any(isinstance(meta, _ReturnValueMarker) for meta in info.metadata)
     ]
 
 
