@@ -593,7 +593,9 @@ local replay = false
 local run = ''
 if ev == 'resume' then
   if (s == 'suspended' or s == 'pending') and pm then replay = pm
-  elseif s == 'interrupted' and m then replay = m end
+  -- an interrupted signature replays its parked run (parked while suspended,
+  -- then interrupted), else the run that was cancelled
+  elseif s == 'interrupted' and (pm or m) then replay = pm or m end
   if replay then
     target = 'pending'
     redis.call('HSET', k, 'pm', replay, 'd', ARGV[5])
