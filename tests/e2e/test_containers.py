@@ -261,7 +261,7 @@ async def test_swarm_failure_threshold(capp: ContainerApp, tag: str) -> None:
         is_swarm_closed=True,
         tag=tag,
     )
-    await swarm.aio_run_no_wait({"seconds": 1.0})
+    await swarm.aio_run_no_wait({"seconds": 4.0})
 
     got = await wait_records(capp, tag, "on-error", timeout=90)
     assert got[0]["input"]["label"] == "swarm-err" and got[0]["input"]["tag"] == tag
@@ -271,7 +271,8 @@ async def test_swarm_failure_threshold(capp: ContainerApp, tag: str) -> None:
     # members taken off the queue before the threshold finish; nothing else starts
     waiting = await queued(capp, swarm)
     taken = [m.key for m in workers if m.key not in waiting]
-    assert len(taken) <= 1 + 1, taken  # freed by the first failure (and one more at most)
+    # the first failure frees a slot (a 4 s member takes it); the second stops the swarm
+    assert len(taken) <= 2, taken
     for key in taken:
         await wait_status(capp, key, DONE)
     assert await queued(capp, swarm) == waiting
@@ -345,7 +346,7 @@ async def test_chain_suspend_and_resume_midway(capp: ContainerApp, tag: str) -> 
         success=[ok],
         tag=tag,
         add=1,
-        seconds=1.0,
+        seconds=2.0,
     )
     await chain.aio_run_no_wait({"x": 0})
     s0, s1, s2, s3 = chain.tasks
@@ -423,10 +424,13 @@ async def test_swarm_interrupt_then_resume(capp: ContainerApp, tag: str) -> None
         tag=tag,
     )
     await swarm.aio_run_no_wait({"seconds": 3.0})
-    first = await wait_records(capp, tag, "work", n=2, timeout=60)
-    running = {r["key"] for r in first}
+    await wait_records(capp, tag, "work", n=2, timeout=60)
     await swarm.interrupt()
     assert await status_of(capp, swarm.key) == SignatureStatus.INTERRUPTED
+    started = {r["key"] for r in await capp.records(tag, "work", "start")}
+    finished = {r["key"] for r in await capp.records(tag, "work", "end")}
+    running = started - finished
+    assert running, "no member was running when the swarm was interrupted"
 
     async def cancelled() -> bool:
         for key in running:
@@ -437,9 +441,10 @@ async def test_swarm_interrupt_then_resume(capp: ContainerApp, tag: str) -> None
 
     await wait_until(cancelled, timeout=60, message="running members' runs cancelled")
     for m in members:
-        assert await status_of(capp, m.key) == SignatureStatus.INTERRUPTED
-    assert await capp.records(tag, "work", "end") == []
-    assert {r["key"] for r in await capp.records(tag, "work", "start")} == running
+        if m.key not in finished:
+            assert await status_of(capp, m.key) == SignatureStatus.INTERRUPTED
+    assert {r["key"] for r in await capp.records(tag, "work", "end")} == finished
+    assert {r["key"] for r in await capp.records(tag, "work", "start")} == started
 
     await swarm.resume()
     got = await wait_records(capp, tag, "collect", timeout=90)
