@@ -276,7 +276,10 @@ local function claim(key, mode, v, pkw)
   local full = SP .. key
   if not kind_of(full) then return nil end
   local kw, meta = read(full)
-  if meta['s'] ~= 'pending' and meta['s'] ~= 'suspended' then return nil end
+  -- an interrupted signature is claimed too: its run is skipped on arrival
+  -- (BEGIN keeps the input) and replayed on resume, so it is never lost
+  local s = meta['s']
+  if s ~= 'pending' and s ~= 'suspended' and s ~= 'interrupted' then return nil end
   local did = nid()
   redis.call('HSET', full, 'd', did)
   redis.call('PEXPIRE', full, ATTL, 'GT')
