@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from hatchet_sdk import Hatchet
-from hatchet_sdk.runnables import contextvars as hatchet_ctx
-from hatchet_sdk.types.trigger import TriggerWorkflowOptions
+from hatchet_sdk.types.trigger import TriggerWorkflowOptions, WorkflowRunTriggerConfig
 from mageflow.manager import (
     CancelRequest,
     DescribeRequest,
@@ -25,24 +24,13 @@ __all__ = ["HatchetTaskManager"]
 
 _T = TypeVar("_T")
 
-# Hatchet turns a run triggered from inside a task into a child of that task
-# (and copies the parent's metadata). A callback must not be a child: its
-# lifecycle is its own, and cancelling the parent must not cancel it.
-_PARENT_VARS: tuple[contextvars.ContextVar[Any], ...] = (
-    hatchet_ctx.ctx_workflow_run_id,
-    hatchet_ctx.ctx_step_run_id,
-    hatchet_ctx.ctx_action_key,
-    hatchet_ctx.ctx_additional_metadata,
-    hatchet_ctx.ctx_worker_id,
-)
-
-
-async def _detached(make: Any) -> Any:
-    context = contextvars.copy_context()
-    for var in _PARENT_VARS:
-        context.run(var.set, None)
-    task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(make(), context=context)
-    return await task
+# Dispatches leave through a thread pool of our own with no contextvars in
+# it. Hatchet turns a run triggered from inside a task into a child of that
+# task (and copies the parent's metadata) by reading contextvars; a callback
+# or a swarm member must not be a child: its lifecycle is its own. And the
+# SDK's async trigger borrows asyncio's small default executor, which a swarm
+# finishing many members at once would queue behind.
+_DISPATCH_THREADS = 16
 
 
 class HatchetTaskManager:
@@ -57,6 +45,10 @@ class HatchetTaskManager:
         self.hatchet = hatchet
         self._by_name: dict[str, TaskDescription] = {}
         self._by_object: dict[int, str] = {}
+        self._pool = ThreadPoolExecutor(_DISPATCH_THREADS, thread_name_prefix="mageflow-dispatch")
+        self._batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]] = []
+        self._flush_scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
 
     def register(
         self, task: Any, name: str, input_model: type[BaseModel] | None, retries: int
@@ -93,25 +85,67 @@ class HatchetTaskManager:
         except Exception as exc:
             raise EngineError(f"hatchet {what} failed: {type(exc).__name__}: {exc}") from exc
 
-    async def dispatch(self, request: DispatchRequest) -> DispatchResult:
+    def _trigger(self, request: DispatchRequest) -> WorkflowRunTriggerConfig:
         options = dict(request.options)
         metadata = {**(options.pop("additional_metadata", None) or {}), **request.metadata()}
-        trigger = TriggerWorkflowOptions(
-            additional_metadata=metadata,
-            priority=options.pop("priority", None),
-            **options,
+        return WorkflowRunTriggerConfig(
+            workflow_name=request.task_name,
+            input=json.dumps(request.input),
+            options=TriggerWorkflowOptions(
+                additional_metadata=metadata, priority=options.pop("priority", None), **options
+            ),
         )
+
+    async def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        """Queue the run; dispatches requested in the same event-loop turn go as one bulk call."""
+        try:
+            trigger = self._trigger(request)
+        except ValueError as exc:
+            raise EngineError(f"invalid run options for {request.task_name!r}: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
+        self._batch.append((trigger, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush, loop)
+        run_id = await done
+        return DispatchResult(run_id=run_id)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._batch = self._batch, []
+        self._flush_scheduled = False
+        task = loop.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self, batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]]
+    ) -> None:
         admin = self.hatchet._client.admin
+        triggers = [t for t, _ in batch]
 
-        async def send() -> Any:
-            return await admin.aio_run_workflow(
-                workflow_name=request.task_name,
-                input=json.dumps(request.input),
-                options=trigger,
+        def call() -> list[str]:
+            if len(triggers) == 1:
+                t = triggers[0]
+                return [admin.run_workflow(t.workflow_name, t.input, t.options).workflow_run_id]
+            return [ref.workflow_run_id for ref in admin.run_workflows(triggers)]
+
+        names = sorted({t.workflow_name for t in triggers})
+        try:
+            run_ids = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except Exception as exc:
+            error = EngineError(
+                f"hatchet dispatch of {', '.join(repr(n) for n in names)} failed: "
+                f"{type(exc).__name__}: {exc}"
             )
-
-        ref = await self._engine(f"dispatch of {request.task_name!r}", _detached(send))
-        return DispatchResult(run_id=ref.workflow_run_id)
+            error.__cause__ = exc
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        for (_, fut), run_id in zip(batch, run_ids, strict=False):
+            if not fut.done():
+                fut.set_result(run_id)
 
     async def cancel(self, request: CancelRequest) -> None:
         await self._engine(
