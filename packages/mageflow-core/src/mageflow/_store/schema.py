@@ -470,7 +470,7 @@ if ARGV[7] == 'start' then
   -- the same start delivered again (its outbox was drained again after a lost
   -- dispatch): hand out what the first start claimed; duplicates skip themselves
   if ARGV[8] ~= '' and f[4] then return {'ok', redis.call('HGET', k, 'ob') or '[]'} end
-  if s == 'suspended' and not f[4] then
+  if (s == 'suspended' or s == 'interrupted') and not f[4] then
     redis.call('HSET', k, 'pst', '1', 'smode', ARGV[9], 'sv', ARGV[10], 'pkw', ARGV[11])
     return {'parked'}
   end
