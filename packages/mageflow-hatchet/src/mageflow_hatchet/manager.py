@@ -31,6 +31,9 @@ _T = TypeVar("_T")
 # SDK's async trigger borrows asyncio's small default executor, which a swarm
 # finishing many members at once would queue behind.
 _DISPATCH_THREADS = 16
+# Under load, dispatches that queue while this many bulk calls are in flight
+# go together in the next one: no added latency when idle, big batches when busy.
+_MAX_IN_FLIGHT = 4
 
 
 class HatchetTaskManager:
@@ -112,11 +115,18 @@ class HatchetTaskManager:
         return DispatchResult(run_id=run_id)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._batch = self._batch, []
         self._flush_scheduled = False
+        if not self._batch or len(self._sending) >= _MAX_IN_FLIGHT:
+            return
+        batch, self._batch = self._batch, []
         task = loop.create_task(self._send(batch))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+
+        def sent(t: asyncio.Task[None]) -> None:
+            self._sending.discard(t)
+            self._flush(loop)
+
+        task.add_done_callback(sent)
 
     async def _send(
         self, batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]]
