@@ -52,6 +52,12 @@ class Flaky(BaseModel):
     tag: str = ""
 
 
+class SlowFlaky(BaseModel):
+    fail_times: int = 1
+    seconds: float = 2.0
+    tag: str = ""
+
+
 class Sleep(BaseModel):
     seconds: float = 30.0
     tag: str = ""
@@ -162,6 +168,17 @@ class App:
             await record("e2e-stagger", tag=msg.tag, key=signature.key if signature else None)
             return {"ok": True}
 
+        @mf.task(name="e2e-slow-flaky", input_validator=SlowFlaky, retries=1)
+        @mf.with_ctx
+        async def slow_flaky(msg: SlowFlaky, ctx: Context) -> dict[str, Any]:
+            await record(
+                "e2e-slow-flaky", tag=msg.tag, attempt=ctx.attempt_number, run=ctx.workflow_run_id
+            )
+            await asyncio.sleep(msg.seconds)
+            if ctx.attempt_number <= msg.fail_times:
+                raise RuntimeError(f"slow flaky failure {ctx.attempt_number}")
+            return {"attempt": ctx.attempt_number}
+
         @mf.durable_task(name="e2e-durable", input_validator=Echo)
         @mf.with_signature
         async def durable(msg: Echo, signature: TaskSignature | None) -> dict[str, Any]:
@@ -184,6 +201,7 @@ class App:
             "sig": with_sig,
             "stagger": staggered,
             "durable": durable,
+            "slow_flaky": slow_flaky,
         }
 
     async def records(

@@ -18,7 +18,7 @@ from mageflow import (
 )
 
 from tests.e2e._worker import wait_until
-from tests.e2e.mf_app import App, Echo, Flaky, Order, Sleep
+from tests.e2e.mf_app import App, Echo, Flaky, Order, Sleep, SlowFlaky
 
 pytestmark = pytest.mark.e2e
 
@@ -305,3 +305,29 @@ async def test_durable_task_drives_signature_and_callbacks(app: App, tag: str) -
     receipt = await wait_records(app, "e2e-receipt", tag)
     assert receipt[0]["value"] == {"durable": tag}
     await wait_status(sig.key, SignatureStatus.DONE)
+
+
+async def test_retry_parked_by_suspension_does_not_consume_retries(app: App, tag: str) -> None:
+    # retries=1: two attempts in all. The first fails while the signature is
+    # suspended; the retry arrives parked and ends its run without running the
+    # body. Resume dispatches a fresh run with both attempts available again.
+    ok = await mageflow.asign("e2e-receipt", tag=tag)
+    err = await mageflow.asign("e2e-on-error")
+    sig = await mageflow.asign("e2e-slow-flaky", success_callbacks=[ok], error_callbacks=[err])
+    await sig.aio_run_no_wait(SlowFlaky(fail_times=1, seconds=2.0, tag=tag))
+    await wait_records(app, "e2e-slow-flaky", tag)
+    await sig.suspend()
+
+    async def parked() -> bool:
+        raw = await app.redis.hgetall(app.mf.runtime.store.keys.sig(sig.key))
+        return "pm" in raw
+
+    await wait_until(parked, timeout=60, message="the retry parked")
+    assert len(await app.records("e2e-slow-flaky", tag)) == 1  # the retry ran no body
+    assert await status_of(sig.key) == SignatureStatus.SUSPENDED
+    await sig.resume()
+    receipt = await wait_records(app, "e2e-receipt", tag, timeout=90)
+    assert receipt[0]["value"] == {"attempt": 2}
+    runs = {r["run"] for r in await app.records("e2e-slow-flaky", tag)}
+    assert len(runs) == 2  # the parked run ended; resume started a new one
+    assert await status_of(err.key) == SignatureStatus.PENDING
