@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -371,7 +371,7 @@ class SwarmSignature(Signature):
         return await get_backend().swarm_add(self, list(tasks), msgs)
 
     async def aio_run_tasks_in_swarm(
-        self, tasks: list[Any], msgs: list[BaseModel | dict[str, Any]]
+        self, tasks: Sequence[Any], msgs: Sequence[BaseModel | dict[str, Any]]
     ) -> list[str]:
         """Add several tasks to this swarm, each with its own message."""
         return await get_backend().swarm_add(self, list(tasks), list(msgs))
