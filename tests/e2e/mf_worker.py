@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 
 from hatchet_sdk import Hatchet
 
@@ -16,7 +17,13 @@ from tests.e2e.mf_app import App
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     app = App(Hatchet(), os.environ["REDIS_URL"], os.environ["MAGEFLOW_E2E_PREFIX"])
-    worker = app.mf.worker("mageflow-e2e", slots=50, workflows=list(app.tasks.values()))
+    worker = app.mf.worker(
+        "mageflow-e2e",
+        slots=50,
+        workflows=list(app.tasks.values()),
+        recover_every=timedelta(seconds=1),
+        recover_after=timedelta(seconds=3),
+    )
     worker.start()
 
 

@@ -331,3 +331,16 @@ async def test_retry_parked_by_suspension_does_not_consume_retries(app: App, tag
     runs = {r["run"] for r in await app.records("e2e-slow-flaky", tag)}
     assert len(runs) == 2  # the parked run ended; resume started a new one
     assert await status_of(err.key) == SignatureStatus.PENDING
+
+
+async def test_worker_recovers_a_dispatch_lost_before_the_engine(app: App, tag: str) -> None:
+    # The caller died between the atomic claim and the engine call: the
+    # claim is in Redis, no run exists. The worker's recovery loop sends it.
+    sig = await mageflow.asign("e2e-echo")
+    store = app.mf.runtime.store
+    assert await store.dispatch(sig.key, {"tag": tag, "note": "lost"}, "lost-1", "") == "dispatch"
+    assert await runs_for(app, sig.key) == []
+    rec = await wait_records(app, "e2e-echo", tag, timeout=60)
+    assert rec[0]["input"]["note"] == "lost"
+    await wait_status(sig.key, SignatureStatus.DONE)
+    assert len(await app.records("e2e-echo", tag)) == 1

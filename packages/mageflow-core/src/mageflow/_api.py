@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +34,7 @@ __all__ = [
     "load_signature",
     "lock_task",
     "pause",
+    "recover",
     "remove",
     "resume",
     "resume_task",
@@ -175,3 +177,8 @@ def lock_task(key: str, **kwargs: Any) -> Any:
     signature. ``wait=`` (seconds) bounds how long acquiring may wait.
     """
     return _locked(key, kwargs)
+
+
+async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
+    """Re-send claimed dispatches whose run never arrived (see ``MageflowRuntime.recover``)."""
+    return await get_runtime().recover(older_than, limit)

@@ -508,6 +508,25 @@ class MageflowRuntime:
             dispatch_id=entry.dispatch_id,
         )
 
+    # -- recovery ---------------------------------------------------------------
+
+    async def recover(self, older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
+        """Send again every claimed dispatch whose run has not arrived in ``older_than``.
+
+        A dispatch is claimed in Redis before it is sent to the engine; if the
+        process dies in between, or the engine refuses it, the claim stays in
+        the pending index and this finds it. A dispatch that did go through is
+        harmless to send again: whichever run arrives first owns the dispatch
+        and the other skips itself. Returns how many were sent.
+        """
+        entries = await self.store.due_dispatches(
+            max(0, int(older_than.total_seconds() * 1000)), limit
+        )
+        if entries:
+            log.warning("recovering %d dispatch(es) whose run never arrived", len(entries))
+            await self._dispatch_outbox(entries)
+        return len(entries)
+
     # -- containers -------------------------------------------------------------
 
     async def start_container(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -21,6 +24,8 @@ from mageflow_hatchet.manager import HatchetTaskManager
 __all__ = ["HatchetMageflow", "Mageflow"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+log = logging.getLogger("mageflow.hatchet")
 
 
 class HatchetMageflow:
@@ -80,6 +85,48 @@ class HatchetMageflow:
     def durable_task(self, **options: Any) -> Callable[[Callable[..., Any]], Any]:
         """Like ``Hatchet.durable_task``, with the same MageFlow behaviour as :meth:`task`."""
         return self._register(self.hatchet.durable_task, options)
+
+    # -- workers -----------------------------------------------------------------
+
+    def worker(
+        self,
+        *args: Any,
+        lifespan: Callable[[], AsyncGenerator[Any, None]] | None = None,
+        recover_every: timedelta | None = timedelta(seconds=30),
+        recover_after: timedelta = timedelta(minutes=2),
+        **kwargs: Any,
+    ) -> Any:
+        """Like ``Hatchet.worker``; the worker also re-sends lost dispatches.
+
+        Every ``recover_every`` it calls ``runtime.recover(recover_after)``:
+        dispatches claimed in Redis whose run never reached the engine (a crash
+        between the two, an engine error) are sent again. ``None`` turns it off.
+        """
+        user_lifespan = asynccontextmanager(lifespan) if lifespan is not None else None
+        runtime = self.runtime
+
+        async def recover_loop(every: timedelta) -> None:
+            while True:
+                await asyncio.sleep(every.total_seconds())
+                try:
+                    await runtime.recover(recover_after)
+                except Exception:
+                    log.exception("mageflow: recovering lost dispatches failed")
+
+        async def mageflow_lifespan() -> AsyncGenerator[Any, None]:
+            loop_task = asyncio.create_task(recover_loop(recover_every)) if recover_every else None
+            try:
+                if user_lifespan is None:
+                    yield None
+                else:
+                    async with user_lifespan() as value:
+                        yield value
+            finally:
+                if loop_task is not None:
+                    loop_task.cancel()
+
+        kwargs["lifespan"] = mageflow_lifespan
+        return self.hatchet.worker(*args, **kwargs)
 
     # -- per-task options --------------------------------------------------------
 

@@ -126,6 +126,7 @@ class RedisStore:
         self._advance = reg(S.ADVANCE)
         self._swarm_add = reg(S.SWARM_ADD)
         self._swarm_close = reg(S.SWARM_CLOSE)
+        self._recover = reg(S.RECOVER)
 
     async def prepare(self) -> None:
         """Load every script into the server so later calls are one EVALSHA each."""
@@ -143,6 +144,7 @@ class RedisStore:
             self._advance,
             self._swarm_add,
             self._swarm_close,
+            self._recover,
         )
         await self._guard(lambda: self._load_scripts(scripts), key=None)
 
@@ -337,8 +339,8 @@ class RedisStore:
         reply = await self._run(
             self._dispatch,
             key,
-            [self.keys.sig(key), self.keys.lock(key)],
-            [token, _jdump(input_data), dispatch_id, self._active_ms],
+            [self.keys.sig(key), self.keys.lock(key), self.keys.pending],
+            [token, _jdump(input_data), dispatch_id, self._active_ms, key],
         )
         if reply[0] == "missing":
             raise self._missing(key)
@@ -358,7 +360,7 @@ class RedisStore:
         reply = await self._run(
             self._begin,
             key,
-            [self.keys.sig(key), self.keys.lock(key)],
+            [self.keys.sig(key), self.keys.lock(key), self.keys.pending],
             [dispatch_id, run_id, _jdump(input_data), self._active_ms],
         )
         code = reply[0]
@@ -425,8 +427,8 @@ class RedisStore:
         reply = await self._run(
             self._transition,
             key,
-            [self.keys.sig(key), self.keys.lock(key)],
-            [event.value, token, self._active_ms, self._done_ms, new_dispatch_id],
+            [self.keys.sig(key), self.keys.lock(key), self.keys.pending],
+            [event.value, token, self._active_ms, self._done_ms, new_dispatch_id, key],
         )
         code = reply[0]
         if code == "missing":
@@ -625,6 +627,15 @@ class RedisStore:
         if reply[0] == "notswarm":
             raise MageflowValidationError(f"signature {key!r} is not a swarm", key=key)
         return self._outbox(_text(reply[1]))
+
+    async def due_dispatches(self, older_than_ms: int, limit: int) -> list[OutboxEntry]:
+        """Claimed dispatches whose run has not arrived for ``older_than_ms``."""
+        raw = await self._guard(
+            lambda: self._recover(keys=[self.keys.pending], args=[older_than_ms, limit]),
+            key=None,
+        )
+        items = [_text(x) for x in cast(list[Any], raw)]
+        return self._outbox("[" + ",".join(items) + "]") if items else []
 
     async def members(self, sig: Signature) -> list[str]:
         """Member keys of a chain or swarm (empty for a task)."""

@@ -4,6 +4,8 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
 
     P sig:<key>     hash    one signature (fields below)
     P lock:<key>    string  lock_task token, with its own expiry
+    P pending       zset    full signature keys with a claimed dispatch whose
+                            run has not arrived, scored by claim time (ms)
     P swarm:<key>:m list    a swarm's members in admission order (append-only)
     P swarm:<key>:q list    members admitted but not started yet (FIFO)
     P swarm:<key>:res hash  admission index -> member result (JSON)
@@ -107,6 +109,11 @@ class Keys:
         return f"{self.prefix}lock:{key}"
 
     @property
+    def pending(self) -> str:
+        """Sorted set of claimed dispatches whose run has not arrived yet."""
+        return f"{self.prefix}pending"
+
+    @property
     def swarm_prefix(self) -> str:
         return f"{self.prefix}swarm:"
 
@@ -155,6 +162,21 @@ end
 local function slide(k, s, active_ttl, done_ttl)
   if terminal(s) then redis.call('PEXPIRE', k, done_ttl) else redis.call('PEXPIRE', k, active_ttl) end
 end
+-- The pending index: every claimed dispatch is listed (scored by claim time)
+-- with its entry on the signature ('ce') until its run arrives, so a dispatch
+-- lost to a crash or an engine error is found and sent again by recover().
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function pend(pk, k, entry)
+  redis.call('ZADD', pk, now_ms(), k)
+  redis.call('HSET', k, 'ce', entry)
+end
+local function unpend(pk, k)
+  redis.call('ZREM', pk, k)
+  redis.call('HDEL', k, 'ce')
+end
 """
 
 # KEYS: sig, required keys... ARGV: active_ttl, number of leading required
@@ -183,18 +205,21 @@ return {'ok'}
 """
 )
 
-# KEYS: sig, lock. ARGV: token, input, dispatch id, active_ttl
+# KEYS: sig, lock, pending index. ARGV: token, input, dispatch id, active_ttl, key
 DISPATCH: Final = (
     _PRELUDE
     + """
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[1]) then return {'locked'} end
-local s = redis.call('HGET', k, 's')
+local f = redis.call('HMGET', k, 's', 't', 'mv')
+local s = f[1]
 if s == 'pending' then
   redis.call('HSET', k, 'm', ARGV[2], 'd', ARGV[3])
   redis.call('HDEL', k, 'r', 'pm')
   redis.call('PEXPIRE', k, ARGV[4])
+  pend(KEYS[3], k, cjson.encode({key = ARGV[5], did = ARGV[3], t = f[2], mv = f[3],
+    kind = 'task', kw = {}, pkw = {}, mode = 'merge', v = ARGV[2]}))
   return {'dispatch'}
 elseif s == 'suspended' then
   redis.call('HSET', k, 'm', ARGV[2], 'pm', ARGV[2], 'd', ARGV[3])
@@ -205,7 +230,8 @@ return {'invalid', s}
 """
 )
 
-# A run arrives at a worker. KEYS: sig, lock. ARGV: dispatch id, run id, input, active_ttl
+# A run arrives at a worker. KEYS: sig, lock, pending index. ARGV: dispatch id,
+# run id, input, active_ttl
 BEGIN: Final = (
     _PRELUDE
     + """
@@ -217,6 +243,7 @@ if locked(KEYS[2], '') then return {'locked'} end
 local st = redis.call('HMGET', k, 's', 'd', 'r')
 local s, d, r = st[1], st[2], st[3]
 local did, run = ARGV[1], ARGV[2]
+if d == did or terminal(s) then unpend(KEYS[3], k) end
 if s == 'pending' then
   if d and d ~= did then return {'skip', 'stale'} end
   redis.call('HSET', k, 's', 'active', 'ls', 'pending', 'r', run, 'm', ARGV[3], 'd', did)
@@ -261,6 +288,7 @@ return {'skip', s}
 # as a message ("merge").
 _CONTAINERS = r"""
 local SP, XP, ATTL, DTTL, DIDP = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local PENDING = string.sub(SP, 1, #SP - 4) .. 'pending'
 local seq = 0
 local function nid() seq = seq + 1; return DIDP .. ':' .. seq end
 local function read(full)
@@ -283,8 +311,10 @@ local function claim(key, mode, v, pkw)
   local did = nid()
   redis.call('HSET', full, 'd', did)
   redis.call('PEXPIRE', full, ATTL, 'GT')
-  return {key = key, did = did, t = meta['t'], mv = meta['mv'], kind = meta['kind'],
-          kw = kw, pkw = pkw or {}, mode = mode, v = v}
+  local e = {key = key, did = did, t = meta['t'], mv = meta['mv'], kind = meta['kind'],
+             kw = kw, pkw = pkw or {}, mode = mode, v = v}
+  pend(PENDING, full, cjson.encode(e))
+  return e
 end
 local function claim_cbs(full, field, v, mode, out)
   local raw = redis.call('HGET', full, field)
@@ -467,6 +497,7 @@ local out = {}
 local starting = false
 if ARGV[7] == 'start' then
   if ARGV[8] ~= '' and d and d ~= ARGV[8] then return {'skip', 'stale'} end
+  if ARGV[8] ~= '' then unpend(PENDING, k) end
   -- the same start delivered again (its outbox was drained again after a lost
   -- dispatch): hand out what the first start claimed; duplicates skip themselves
   if ARGV[8] ~= '' and f[4] then return {'ok', redis.call('HGET', k, 'ob') or '[]'} end
@@ -572,8 +603,8 @@ return {'ok', encode(out)}
 """
 )
 
-# A lifecycle event from a user call. KEYS: sig, lock. ARGV: event, token,
-# active_ttl, done_ttl, new dispatch id
+# A lifecycle event from a user call. KEYS: sig, lock, pending index. ARGV:
+# event, token, active_ttl, done_ttl, new dispatch id, key
 TRANSITION: Final = (
     _PRELUDE
     + "local T = "
@@ -602,6 +633,8 @@ if ev == 'resume' then
   if replay then
     target = 'pending'
     redis.call('HSET', k, 'pm', replay, 'd', ARGV[5])
+    pend(KEYS[3], k, cjson.encode({key = ARGV[6], did = ARGV[5], t = tname, mv =
+      redis.call('HGET', k, 'mv'), kind = 'task', kw = {}, pkw = {}, mode = 'merge', v = replay}))
     redis.call('HDEL', k, 'r')
   end
 elseif ev == 'interrupt' and r then
@@ -721,6 +754,36 @@ while #todo > 0 do
 end
 for _, full in ipairs(doomed) do redis.call('DEL', full) end
 return {'ok', #doomed}
+"""
+)
+
+# Claimed dispatches whose run has not arrived after ARGV[1] ms: returns their
+# entries (JSON) and re-stamps them, so a crashed recoverer's work is retried
+# later; entries whose signature moved on or vanished are dropped.
+# KEYS: pending index. ARGV: age ms, limit
+RECOVER: Final = (
+    _PRELUDE
+    + """
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+                       'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, k in ipairs(due) do
+  local keep = false
+  if kind_of(k) then
+    local f = redis.call('HMGET', k, 'ce', 'd', 's')
+    if f[1] and (f[3] == 'pending' or f[3] == 'suspended' or f[3] == 'interrupted') then
+      local e = cjson.decode(f[1])
+      if e['did'] == f[2] then
+        keep = true
+        table.insert(out, f[1])
+      end
+    end
+    if not keep then redis.call('HDEL', k, 'ce') end
+  end
+  if keep then redis.call('ZADD', KEYS[1], now, k) else redis.call('ZREM', KEYS[1], k) end
+end
+return out
 """
 )
 
