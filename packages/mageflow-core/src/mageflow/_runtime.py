@@ -23,6 +23,7 @@ from thirdmagic.errors import (
     MageflowValidationError,
     SignatureLockedError,
     SignatureNotFoundError,
+    StoreError,
 )
 from thirdmagic.signature import (
     ChainSignature,
@@ -77,6 +78,9 @@ def _validation_error(exc: ValidationError) -> MageflowValidationError:
         return original
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
     return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
+
+
+_FINISH_ATTEMPTS = 6
 
 
 def _token(key: str) -> str:
@@ -459,11 +463,26 @@ class MageflowRuntime:
     async def _complete(
         self, key: str, run_id: str, *, succeeded: bool, payload: Any, original: dict[str, Any]
     ) -> None:
-        code, outbox = await self._waiting_for_lock(
-            key,
-            lambda: self.store.finish(key, succeeded=succeeded, run_id=run_id, payload=payload),
-            self.config.lock_ttl + self.config.lock_wait,
-        )
+        # The body has run: its outcome must be recorded even if Redis blips,
+        # or the signature (and any container waiting on it) would stay active.
+        # FINISH is idempotent, so retrying it is safe.
+        attempts = 0
+        while True:
+            try:
+                code, outbox = await self._waiting_for_lock(
+                    key,
+                    lambda: self.store.finish(
+                        key, succeeded=succeeded, run_id=run_id, payload=payload
+                    ),
+                    self.config.lock_ttl + self.config.lock_wait,
+                )
+                break
+            except StoreError:
+                attempts += 1
+                if attempts >= _FINISH_ATTEMPTS:
+                    raise
+                log.warning("recording the outcome of %s failed; retrying", key, exc_info=True)
+                await asyncio.sleep(min(0.1 * 2**attempts, 2.0))
         if code not in ("ok", "already"):
             log.info("outcome of run %s for %s not recorded: %s", run_id, key, code)
             return

@@ -22,6 +22,7 @@ __all__ = [
 
 SIGNATURE_KEY_META = "mageflow_signature_key"
 DISPATCH_ID_META = "mageflow_dispatch_id"
+TASK_META = "mageflow_task"
 
 
 class DispatchRequest(BaseModel):
@@ -39,7 +40,13 @@ class DispatchRequest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
     def metadata(self) -> dict[str, str]:
-        return {SIGNATURE_KEY_META: self.signature_key, DISPATCH_ID_META: self.dispatch_id}
+        # The task name is there because engines copy a run's metadata into runs
+        # it starts: a worker must tell its own signature run from a child's.
+        return {
+            SIGNATURE_KEY_META: self.signature_key,
+            DISPATCH_ID_META: self.dispatch_id,
+            TASK_META: self.task_name,
+        }
 
 
 class DispatchResult(BaseModel):

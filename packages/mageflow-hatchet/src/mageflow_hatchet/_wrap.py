@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, is_dataclass
 from datetime import timedelta
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hatchet_sdk import Context
 from hatchet_sdk.exceptions import NonRetryableException
 from hatchet_sdk.utils.timedelta_to_expression import expr_to_timedelta
-from mageflow.manager import DISPATCH_ID_META, SIGNATURE_KEY_META
+from mageflow.manager import DISPATCH_ID_META, SIGNATURE_KEY_META, TASK_META
 from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
 
@@ -76,6 +78,7 @@ def make_wrapper(
     model: type[BaseModel] | None,
     param_config: AcceptParams,
     execution_timeout: Any,
+    namespace: str = "",
 ) -> Callable[[Any, Context], Any]:
     flags = flags_of(fn)
     timeout_s = _seconds(execution_timeout, 60.0)
@@ -96,25 +99,41 @@ def make_wrapper(
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def mageflow_task(input: Any, ctx: Context) -> Any:
+        # Hatchet's clock for this attempt started about now; everything below,
+        # the stagger included, spends from the same budget.
+        started = time.monotonic()
         budget = timeout_s
         if flags.stagger is not None:
             delay = random.uniform(0, flags.stagger.total_seconds())
             log.info("task %s staggered by %.3fs", task_name(), delay)
-            await ctx.aio_refresh_timeout(timedelta(seconds=delay))
-            budget += delay
+            # the engine takes whole seconds: round up so its deadline moves at
+            # least as far as the delay
+            extension = math.ceil(delay)
+            if extension:
+                await ctx.aio_refresh_timeout(timedelta(seconds=extension))
+            budget += extension
             await asyncio.sleep(delay)
         meta = ctx.additional_metadata or {}
         key = meta.get(SIGNATURE_KEY_META)
-        if not isinstance(key, str) or not key:
+        meant_for = meta.get(TASK_META)
+        name = task_name()
+        if (
+            not isinstance(key, str)
+            or not key
+            or (meant_for is not None and meant_for not in (name, name[len(namespace) :]))
+        ):
+            # a direct run, or a run started from inside a signature's task that
+            # inherited its metadata: not a signature run of this task
             return await call_user(input, ctx, None)
 
         # Stop a little before Hatchet's own deadline so the timeout is
         # recorded as a final failure and error callbacks fire.
-        margin = min(1.0, budget * 0.1)
+        margin = min(2.0, max(0.5, budget * 0.1))
+        deadline = started + budget - margin
 
         async def body(arg: Any, sig: Signature) -> Any:
             try:
-                async with asyncio.timeout(max(budget - margin, 0.05)):
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.05)):
                     return await call_user(arg, ctx, sig)
             except TimeoutError as exc:
                 raise ExecutionTimeoutError(

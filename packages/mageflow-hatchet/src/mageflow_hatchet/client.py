@@ -67,6 +67,7 @@ class HatchetMageflow:
                 model=model,
                 param_config=self.param_config,
                 execution_timeout=options.get("execution_timeout"),
+                namespace=self.hatchet._client.config.namespace or "",
             )
             task = decorator(**options)(wrapper)
             registered.append(task)

@@ -132,30 +132,38 @@ class HatchetTaskManager:
         self, batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]]
     ) -> None:
         admin = self.hatchet._client.admin
-        triggers = [t for t, _ in batch]
+        loop = asyncio.get_running_loop()
 
-        def call() -> list[str]:
-            if len(triggers) == 1:
-                t = triggers[0]
-                return [admin.run_workflow(t.workflow_name, t.input, t.options).workflow_run_id]
-            return [ref.workflow_run_id for ref in admin.run_workflows(triggers)]
+        def one(t: WorkflowRunTriggerConfig) -> str:
+            return str(admin.run_workflow(t.workflow_name, t.input, t.options).workflow_run_id)
 
-        names = sorted({t.workflow_name for t in triggers})
-        try:
-            run_ids = await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        except Exception as exc:
-            error = EngineError(
-                f"hatchet dispatch of {', '.join(repr(n) for n in names)} failed: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            error.__cause__ = exc
-            for _, fut in batch:
+        if len(batch) > 1:
+            triggers = [t for t, _ in batch]
+            try:
+                refs = await loop.run_in_executor(self._pool, lambda: admin.run_workflows(triggers))
+            except Exception:
+                # One bad trigger (an unknown task, say) fails a bulk call as a
+                # whole; send each on its own so only that caller sees the error.
+                refs = None
+            if refs is not None and len(refs) == len(batch):
+                for (_, fut), ref in zip(batch, refs, strict=True):
+                    if not fut.done():
+                        fut.set_result(str(ref.workflow_run_id))
+                return
+        for trigger, fut in batch:
+            try:
+                run_id = await loop.run_in_executor(self._pool, one, trigger)
+            except Exception as exc:
                 if not fut.done():
+                    error = EngineError(
+                        f"hatchet dispatch of {trigger.workflow_name!r} failed: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    error.__cause__ = exc
                     fut.set_exception(error)
-            return
-        for (_, fut), run_id in zip(batch, run_ids, strict=False):
-            if not fut.done():
-                fut.set_result(run_id)
+            else:
+                if not fut.done():
+                    fut.set_result(run_id)
 
     async def cancel(self, request: CancelRequest) -> None:
         await self._engine(

@@ -312,7 +312,8 @@ class RedisStore:
         if reply[0] == "taken":
             taken = _text(reply[1])[len(self.keys.sig_prefix) :]
             raise MageflowValidationError(
-                f"tasks: signature {taken!r} already belongs to another chain or swarm",
+                f"tasks: signature {taken!r} is listed twice or already belongs to a chain "
+                "or swarm",
                 field="tasks",
                 key=taken,
             )
@@ -344,6 +345,14 @@ class RedisStore:
         )
         if reply[0] == "missing":
             raise self._missing(key)
+        if reply[0] == "member":
+            raise InvalidTransitionError(
+                key,
+                "member",
+                "run",
+                f"signature {key!r} is a member of {_text(reply[1])!r}; it runs when its "
+                "chain or swarm starts it, not on its own",
+            )
         if reply[0] == "invalid":
             raise InvalidTransitionError(
                 key,
@@ -523,6 +532,14 @@ class RedisStore:
                 self.keys.swarm_prefix,
             ],
         )
+        if reply[0] == "member":
+            raise InvalidTransitionError(
+                _text(reply[1]),
+                "member",
+                "remove",
+                f"signature {_text(reply[1])!r} belongs to {_text(reply[2])!r}, which is still "
+                "running; remove the chain or swarm, or wait until it finishes",
+            )
         return int(reply[1])
 
     # -- containers -----------------------------------------------------------
@@ -609,7 +626,8 @@ class RedisStore:
             )
         if code == "taken":
             raise MageflowValidationError(
-                f"tasks: signature {_text(reply[1])!r} already belongs to a chain or swarm",
+                f"tasks: signature {_text(reply[1])!r} is listed twice or already belongs to "
+                "a chain or swarm",
                 field="tasks",
                 key=_text(reply[1]),
             )

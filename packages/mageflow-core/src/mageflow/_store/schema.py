@@ -187,6 +187,11 @@ CREATE: Final = (
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 1 then return {'exists'} end
 local members = tonumber(ARGV[2])
+local seen = {}
+for i = 2, members + 1 do
+  if seen[KEYS[i]] then return {'taken', KEYS[i]} end
+  seen[KEYS[i]] = true
+end
 for i = 2, #KEYS do
   local ok = kind_of(KEYS[i])
   if ok == nil then return {'missing', KEYS[i]} end
@@ -212,8 +217,9 @@ DISPATCH: Final = (
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[1]) then return {'locked'} end
-local f = redis.call('HMGET', k, 's', 't', 'mv')
+local f = redis.call('HMGET', k, 's', 't', 'mv', 'p')
 local s = f[1]
+if f[4] then return {'member', f[4]} end
 if s == 'pending' then
   redis.call('HSET', k, 'm', ARGV[2], 'd', ARGV[3])
   redis.call('HDEL', k, 'r', 'pm')
@@ -370,10 +376,26 @@ local function swarm_outcome(p, pf)
   end
   return 'done', '[' .. table.concat(parts, ',') .. ']'
 end
+-- A container that is still working keeps its side lists and its callbacks
+-- alive as long as itself; a settled one lets its lists go with the done TTL.
+local function keep_alive(pf, ttl, settled)
+  local sk = string.sub(pf, #SP + 1)
+  if redis.call('HGET', pf, 'kind') == 'swarm' then
+    for _, sfx in ipairs({':m', ':q', ':res'}) do redis.call('PEXPIRE', XP .. sk .. sfx, ttl) end
+  end
+  if settled then return end
+  for _, field in ipairs({'sc', 'ec'}) do
+    local raw = redis.call('HGET', pf, field)
+    if raw and raw ~= '[]' and raw ~= '{}' then
+      for _, ck in ipairs(cjson.decode(raw)) do redis.call('PEXPIRE', SP .. ck, ttl, 'GT') end
+    end
+  end
+end
 local function settle(pf, ps, outcome, value, input, out)
   redis.call('HSET', pf, 's', outcome, 'ls', ps)
   if outcome == 'done' then redis.call('HSET', pf, 'res', value) end
   redis.call('PEXPIRE', pf, DTTL)
+  keep_alive(pf, DTTL, true)
   if outcome == 'done' then claim_cbs(pf, 'sc', value, 'inject', out)
   else claim_cbs(pf, 'ec', input or '{}', 'merge', out) end
 end
@@ -396,9 +418,14 @@ local function bubble(child, ok_, value, input, out)
         local tasks = cjson.decode(redis.call('HGET', pf, 'x:tasks'))
         if idx + 2 <= #tasks then
           local e = claim(tasks[idx + 2], 'inject', value, member_kw(pf))
-          if e then table.insert(out, e) end
-          redis.call('HSET', pf, 'ci', idx + 1)
-          redis.call('PEXPIRE', pf, ATTL)
+          if e then
+            table.insert(out, e)
+            redis.call('HSET', pf, 'ci', idx + 1)
+            redis.call('PEXPIRE', pf, ATTL)
+          else
+            -- the next step is gone or already ran: the chain cannot go on
+            outcome, pin = 'failed', input
+          end
         else
           outcome, pval = 'done', value
         end
@@ -432,7 +459,10 @@ local function bubble(child, ok_, value, input, out)
     else
       return
     end
-    if not outcome then return end
+    if not outcome then
+      keep_alive(pf, ATTL, false)
+      return
+    end
     settle(pf, ps, outcome, pval, pin, out)
     child, ok_, value, input = p, outcome == 'done', pval, pin
   end
@@ -554,12 +584,14 @@ local n = tonumber(f[4] or '0')
 local cnt = tonumber(ARGV[7])
 local lim = cfg['max_task_allowed']
 if type(lim) == 'number' and n + cnt > lim then return {'full', tostring(n), tostring(lim)} end
+local seen = {}
 for i = 1, cnt do
   local mk = ARGV[6 + 2 * i]
   local ok = kind_of(SP .. mk)
   if ok == nil then return {'missing', mk} end
   if ok == false then return {'corrupt', mk} end
-  if redis.call('HEXISTS', SP .. mk, 'p') == 1 then return {'taken', mk} end
+  if seen[mk] or mk == key or redis.call('HEXISTS', SP .. mk, 'p') == 1 then return {'taken', mk} end
+  seen[mk] = true
 end
 for i = 1, cnt do
   local mk = ARGV[6 + 2 * i]
@@ -749,6 +781,18 @@ while #todo > 0 do
         for _, child in ipairs(redis.call('LRANGE', xp .. ':m', 0, -1)) do table.insert(todo, child) end
         for _, sfx in ipairs({':m', ':q', ':res'}) do table.insert(doomed, xp .. sfx) end
       end
+    end
+  end
+end
+-- a member of a chain or swarm that is still running goes with its container,
+-- never alone: the container would wait for it for ever
+local gone = {}
+for _, full in ipairs(doomed) do gone[full] = true end
+for _, full in ipairs(doomed) do
+  if string.sub(full, 1, #sp) == sp and kind_of(full) then
+    local p = redis.call('HGET', full, 'p')
+    if p and not gone[sp .. p] and kind_of(sp .. p) and not terminal(redis.call('HGET', sp .. p, 's')) then
+      return {'member', string.sub(full, #sp + 1), p}
     end
   end
 end
