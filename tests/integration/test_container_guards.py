@@ -1,0 +1,89 @@
+"""Guards that keep chains and swarms consistent when callers misuse members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mageflow
+import pytest
+from mageflow import (
+    InvalidTransitionError,
+    MageflowRuntime,
+    MageflowValidationError,
+    SignatureStatus,
+    SwarmConfig,
+)
+from mageflow.inmemory import InMemoryTaskManager
+from pydantic import BaseModel
+
+
+class Num(BaseModel):
+    n: int = 0
+
+
+@pytest.fixture
+def seen(manager: InMemoryTaskManager) -> list[Any]:
+    calls: list[Any] = []
+
+    @manager.task("num", input_validator=Num)
+    async def num(msg: Num) -> int:
+        calls.append(msg.n)
+        return msg.n
+
+    return calls
+
+
+async def test_a_member_listed_twice_is_rejected(runtime: MageflowRuntime, seen: list[Any]) -> None:
+    step = await mageflow.asign("num")
+    with pytest.raises(MageflowValidationError, match="listed twice"):
+        await mageflow.achain([step, step])
+    swarm = await mageflow.aswarm()
+    with pytest.raises(MageflowValidationError, match="listed twice"):
+        await swarm.aio_run_in_swarm([step, step])
+    assert await runtime.store.swarm_counters(swarm.key) == {
+        "admitted": 0,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+    }
+
+
+async def test_a_member_does_not_run_on_its_own(
+    runtime: MageflowRuntime, seen: list[Any], manager: InMemoryTaskManager
+) -> None:
+    member = await mageflow.asign("num")
+    swarm = await mageflow.aswarm(tasks=[member], config=SwarmConfig(max_concurrency=1))
+    with pytest.raises(InvalidTransitionError, match="member of"):
+        await member.aio_run_no_wait(Num(n=1))
+    await swarm.close_swarm()
+    await swarm.aio_run_no_wait(Num(n=2))
+    await manager.wait_idle()
+    assert seen == [2]
+    assert (await mageflow.load_signature(swarm.key)).status is SignatureStatus.DONE
+
+
+async def test_a_member_of_a_running_container_is_not_removed_alone(
+    runtime: MageflowRuntime, seen: list[Any], manager: InMemoryTaskManager
+) -> None:
+    first, second = await mageflow.asign("num"), await mageflow.asign("num")
+    chain = await mageflow.achain([first, second])
+    with pytest.raises(InvalidTransitionError, match="belongs to"):
+        await second.remove()
+    assert await mageflow.load_signature(second.key) is not None
+    await chain.aio_run_no_wait(Num(n=3))
+    await manager.wait_idle()
+    assert (await mageflow.load_signature(chain.key)).status is SignatureStatus.DONE
+    await second.remove()  # the chain finished: now it may go
+    assert await mageflow.load_signature(second.key) is None
+
+
+async def test_a_chain_whose_next_step_vanished_fails(
+    runtime: MageflowRuntime, seen: list[Any], manager: InMemoryTaskManager
+) -> None:
+    first, second = await mageflow.asign("num"), await mageflow.asign("num")
+    chain = await mageflow.achain([first, second])
+    # the step expired or was deleted behind the store's back
+    await runtime.store.client.delete(runtime.store.keys.sig(second.key))
+    await chain.aio_run_no_wait(Num(n=4))
+    await manager.wait_idle()
+    assert (await mageflow.load_signature(chain.key)).status is SignatureStatus.FAILED
