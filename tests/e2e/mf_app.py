@@ -179,6 +179,13 @@ class App:
                 raise RuntimeError(f"slow flaky failure {ctx.attempt_number}")
             return {"attempt": ctx.attempt_number}
 
+        @mf.task(name="e2e-spawns-child", input_validator=Echo)
+        async def spawns_child(msg: Echo) -> dict[str, Any]:
+            # a plain Hatchet child run of another wrapped task, from inside a
+            # signature run: it inherits the metadata but is not that signature
+            child = await echo.aio_run(Echo(tag=msg.tag, note="child"))
+            return {"child": child}
+
         @mf.durable_task(name="e2e-durable", input_validator=Echo)
         @mf.with_signature
         async def durable(msg: Echo, signature: TaskSignature | None) -> dict[str, Any]:
@@ -202,6 +209,7 @@ class App:
             "stagger": staggered,
             "durable": durable,
             "slow_flaky": slow_flaky,
+            "spawns_child": spawns_child,
         }
 
     async def records(

@@ -344,3 +344,13 @@ async def test_worker_recovers_a_dispatch_lost_before_the_engine(app: App, tag: 
     assert rec[0]["input"]["note"] == "lost"
     await wait_status(sig.key, SignatureStatus.DONE)
     assert len(await app.records("e2e-echo", tag)) == 1
+
+
+async def test_child_run_started_inside_a_signature_task_runs(app: App, tag: str) -> None:
+    sig = await mageflow.asign("e2e-spawns-child")
+    await sig.aio_run_no_wait(Echo(tag=tag))
+    rec = await wait_records(app, "e2e-echo", tag)
+    assert rec[0]["input"]["note"] == "child"
+    await wait_status(sig.key, SignatureStatus.DONE)
+    done = await mageflow.load_signature(sig.key)
+    assert done is not None
