@@ -87,3 +87,43 @@ async def test_a_chain_whose_next_step_vanished_fails(
     await chain.aio_run_no_wait(Num(n=4))
     await manager.wait_idle()
     assert (await mageflow.load_signature(chain.key)).status is SignatureStatus.FAILED
+
+
+async def test_an_interrupted_chain_does_not_finish_until_resumed(
+    runtime: MageflowRuntime, manager: InMemoryTaskManager
+) -> None:
+    from mageflow import ReturnValue
+    from thirdmagic.status import LifecycleEvent
+
+    class Prev(BaseModel):
+        prev: ReturnValue[int]
+
+    holder: dict[str, str] = {}
+    finished: list[Any] = []
+
+    @manager.task("first", input_validator=Num)
+    async def first(msg: Num) -> int:
+        return msg.n
+
+    @manager.task("last")
+    async def last(msg: dict[str, Any]) -> int:
+        # the chain is interrupted while its last step is finishing (only the
+        # container so far: apply() reaches the members a moment later)
+        await runtime._apply_one(holder["chain"], LifecycleEvent.INTERRUPT)
+        return int(msg["mageflow_results"]) + 1
+
+    @manager.task("finished")
+    async def on_done(msg: dict[str, Any]) -> None:
+        finished.append(msg["mageflow_results"])
+
+    cb = await mageflow.asign("finished")
+    chain = await mageflow.achain(["first", "last"], success=[cb])
+    holder["chain"] = chain.key
+    await chain.aio_run_no_wait(Num(n=1))
+    await manager.wait_idle()
+    assert (await mageflow.load_signature(chain.key)).status is SignatureStatus.INTERRUPTED
+    assert finished == []
+    await mageflow.resume(chain.key)
+    await manager.wait_idle()
+    assert (await mageflow.load_signature(chain.key)).status is SignatureStatus.DONE
+    assert finished == [2]

@@ -463,6 +463,13 @@ local function bubble(child, ok_, value, input, out)
       keep_alive(pf, ATTL, false)
       return
     end
+    if ps ~= 'active' and ps ~= 'suspended' then
+      -- an interrupted container does not finish: it keeps the outcome and
+      -- settles when it is resumed (ADVANCE kick)
+      redis.call('HSET', pf, 'po', cjson.encode({o = outcome, v = pval, i = pin}))
+      keep_alive(pf, ATTL, false)
+      return
+    end
     settle(pf, ps, outcome, pval, pin, out)
     child, ok_, value, input = p, outcome == 'done', pval, pin
   end
@@ -551,7 +558,13 @@ if starting then
     if e then table.insert(out, e) end
   end
 end
-if kind == 'swarm' and s == 'active' then
+local po = redis.call('HGET', k, 'po')
+if po and (s == 'active' or s == 'suspended') then
+  redis.call('HDEL', k, 'po')
+  local held = cjson.decode(po)
+  settle(k, s, held['o'], held['v'], held['i'], out)
+  bubble(key, held['o'] == 'done', held['v'], held['i'], out)
+elseif kind == 'swarm' and s == 'active' then
   swarm_fill(key, k, out)
   local o, v = swarm_outcome(key, k)
   if o then
