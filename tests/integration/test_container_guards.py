@@ -127,3 +127,14 @@ async def test_an_interrupted_chain_does_not_finish_until_resumed(
     await manager.wait_idle()
     assert (await mageflow.load_signature(chain.key)).status is SignatureStatus.DONE
     assert finished == [2]
+
+
+async def test_the_holder_of_a_locked_chain_may_remove_it(
+    runtime: MageflowRuntime, seen: list[Any]
+) -> None:
+    chain = await mageflow.achain(["num", "num"])
+    async with mageflow.lock_task(chain.key):
+        await chain.remove()
+    assert await mageflow.load_signature(chain.key) is None
+    for step in chain.tasks:
+        assert await mageflow.load_signature(step) is None

@@ -291,7 +291,11 @@ class MageflowRuntime:
         await self._waiting_for_lock(
             key,
             lambda: self.store.remove(
-                key, with_error=with_error, with_success=with_success, token=_token(key)
+                key,
+                with_error=with_error,
+                with_success=with_success,
+                token=_token(key),
+                held=_held_locks.get({}),
             ),
         )
 

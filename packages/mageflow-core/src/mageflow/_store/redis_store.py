@@ -159,6 +159,7 @@ class RedisStore:
     # -- plumbing -----------------------------------------------------------
 
     async def _guard(self, call: Callable[[], Awaitable[_T]], key: str | None) -> _T:
+        what = f"signature {key!r}" if key else "the signature store"
         try:
             return await call()
         except redis_exc.ResponseError as exc:
@@ -166,15 +167,15 @@ class RedisStore:
                 raise StoreError(
                     f"key {key!r} holds data that is not a MageFlow signature", key=key
                 ) from exc
-            raise StoreError(f"redis rejected an operation on {key!r}: {exc}", key=key) from exc
+            raise StoreError(f"redis rejected an operation on {what}: {exc}", key=key) from exc
         except (redis_exc.ConnectionError, redis_exc.TimeoutError, OSError) as exc:
             raise StoreError(
                 f"redis is unreachable ({type(exc).__name__}: {exc}) during an operation on "
-                f"{key!r}; the operation is atomic: it was applied completely or not at all",
+                f"{what}; the operation is atomic: it was applied completely or not at all",
                 key=key,
             ) from exc
         except redis_exc.RedisError as exc:
-            raise StoreError(f"redis error on {key!r}: {exc}", key=key) from exc
+            raise StoreError(f"redis error on {what}: {exc}", key=key) from exc
 
     async def _run(
         self, script: AsyncScript, key: str, keys: list[str], args: list[Any]
@@ -518,13 +519,26 @@ class RedisStore:
                 f"signature {key!r} is {_text(reply[1])}; callbacks added now would never fire",
             )
 
-    async def remove(self, key: str, *, with_error: bool, with_success: bool, token: str) -> int:
+    async def remove(
+        self,
+        key: str,
+        *,
+        with_error: bool,
+        with_success: bool,
+        token: str,
+        held: dict[str, str] | None = None,
+    ) -> int:
+        """Delete ``key`` and, recursively, its members and the chosen callbacks.
+
+        ``held`` maps keys to the caller's lock tokens (``token`` is the root's).
+        """
+        tokens = {**(held or {}), key: token} if token else dict(held or {})
         reply = await self._run(
             self._remove,
             key,
             [self.keys.sig(key)],
             [
-                token,
+                _jdump(tokens) if tokens else "{}",
                 int(with_error),
                 int(with_success),
                 self.keys.sig_prefix,

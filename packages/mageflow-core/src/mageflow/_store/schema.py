@@ -758,7 +758,8 @@ return {'ok'}
 
 # Deletes a signature and, recursively, the callbacks chosen. Nothing is
 # deleted when any of them is locked by someone else or is foreign data.
-# KEYS: sig. ARGV: token, with_error (0/1), with_success (0/1), sig prefix, lock
+# KEYS: sig. ARGV: held lock tokens (JSON object key -> token), with_error (0/1),
+# with_success (0/1), sig prefix, lock
 # prefix, swarm prefix
 REMOVE: Final = (
     _PRELUDE
@@ -768,6 +769,8 @@ local ok = kind_of(root)
 if ok == nil then return {'ok', 0} end
 if ok == false then return {'corrupt'} end
 local sp, lp = ARGV[4], ARGV[5]
+-- the caller's lock tokens by key: a holder of a container holds its members too
+local held = cjson.decode(ARGV[1])
 local todo = {string.sub(root, #sp + 1)}
 local seen = {}
 local doomed = {}
@@ -777,7 +780,7 @@ while #todo > 0 do
     seen[key] = true
     local full = sp .. key
     if kind_of(full) then
-      if locked(lp .. key, ARGV[1]) then return {'locked', key} end
+      if locked(lp .. key, held[key] or '') then return {'locked', key} end
       table.insert(doomed, full)
       local f = redis.call('HMGET', full, 'sc', 'ec', 'x:tasks', 'kind')
       local lists = {}
