@@ -94,7 +94,7 @@ class HatchetMageflow:
         *args: Any,
         lifespan: Callable[[], AsyncGenerator[Any, None]] | None = None,
         recover_every: timedelta | None = timedelta(seconds=30),
-        recover_after: timedelta = timedelta(minutes=2),
+        recover_after: timedelta = timedelta(minutes=5),
         **kwargs: Any,
     ) -> Any:
         """Like ``Hatchet.worker``; the worker also re-sends lost dispatches.
