@@ -416,8 +416,8 @@ async def _run(
     )
     print()
     print("Notes: worker run = BEGIN + FINISH scripts, two moments of the run, so 2 RT by")
-    print("design. resume with a parked run = TRANSITION + HGETALL (runtime.redispatch")
-    print("reloads the signature for its task name). lock_task = LOCK + HGETALL + UNLOCK.")
+    print("design. resume with a parked run = one TRANSITION script (it returns the task")
+    print("name with the replay). lock_task = LOCK (returns the signature) + UNLOCK.")
     return not missed
 
 

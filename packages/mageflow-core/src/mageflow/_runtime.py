@@ -381,17 +381,18 @@ class MageflowRuntime:
         token = uuid.uuid4().hex
         wait_td = timedelta(seconds=wait) if isinstance(wait, (int, float)) else wait
 
-        async def acquire() -> None:
-            if not await self.store.acquire_lock(key, token):
+        async def acquire() -> Signature:
+            got = await self.store.lock_and_load(key, token)
+            if got is None:
                 raise LockedSignal(key)
+            return got
 
-        await self._waiting_for_lock(key, acquire, wait_td)
+        sig = await self._waiting_for_lock(key, acquire, wait_td)
         reset = _held_locks.set({**held, key: token})
         try:
             async with AsyncExitStack() as members:
                 # A container is held as a whole: its members (recursively) too,
                 # so no step or member changes status while the lock is held.
-                sig = await self.store.load(key)
                 if isinstance(sig, (ChainSignature, SwarmSignature)):
                     for member in await self.store.members(sig):
                         try:

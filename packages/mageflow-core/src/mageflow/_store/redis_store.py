@@ -701,6 +701,24 @@ class RedisStore:
             raise self._missing(key)
         return bool(reply[0] == "ok")
 
+    async def lock_and_load(self, key: str, token: str) -> Signature | None:
+        """Take the lock and read the signature in one step; None if someone else holds it."""
+        reply = await self._run(
+            self._lock,
+            key,
+            [self.keys.sig(key), self.keys.lock(key)],
+            [token, S.ms(self.config.lock_ttl)],
+        )
+        if reply[0] == "missing":
+            raise self._missing(key)
+        if reply[0] != "ok":
+            return None
+        try:
+            return self.decode(key, reply[1])
+        except StoreError:
+            await self.release_lock(key, token)
+            raise
+
     async def release_lock(self, key: str, token: str) -> None:
         await self._guard(lambda: self._unlock(keys=[self.keys.lock(key)], args=[token]), key=key)
 

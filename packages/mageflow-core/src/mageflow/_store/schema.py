@@ -852,7 +852,7 @@ LOCK: Final = (
     _PRELUDE
     + """
 local bad = check(KEYS[1]); if bad then return bad end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'ok'} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'ok', redis.call('HGETALL', KEYS[1])} end
 return {'busy'}
 """
 )
