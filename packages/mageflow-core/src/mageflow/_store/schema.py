@@ -474,6 +474,12 @@ local function bubble(child, ok_, value, input, out)
     child, ok_, value, input = p, outcome == 'done', pval, pin
   end
 end
+-- A container reached its outcome outside a member's completion (start of an
+-- empty swarm, close, resume): settle it and report to its own container.
+local function conclude(k, s, outcome, value, input, out)
+  settle(k, s, outcome, value, input, out)
+  bubble(string.sub(k, #SP + 1), outcome == 'done', value, input, out)
+end
 local function encode(out)
   if #out == 0 then return '[]' end
   return cjson.encode(out)
@@ -562,14 +568,12 @@ local po = redis.call('HGET', k, 'po')
 if po and (s == 'active' or s == 'suspended') then
   redis.call('HDEL', k, 'po')
   local held = cjson.decode(po)
-  settle(k, s, held['o'], held['v'], held['i'], out)
-  bubble(key, held['o'] == 'done', held['v'], held['i'], out)
+  conclude(k, s, held['o'], held['v'], held['i'], out)
 elseif kind == 'swarm' and s == 'active' then
   swarm_fill(key, k, out)
   local o, v = swarm_outcome(key, k)
   if o then
-    settle(k, s, o, v, redis.call('HGET', k, 'sv'), out)
-    bubble(key, o == 'done', v, redis.call('HGET', k, 'sv'), out)
+    conclude(k, s, o, v, redis.call('HGET', k, 'sv'), out)
   end
 end
 local obj = encode(out)
@@ -640,8 +644,7 @@ local s = redis.call('HGET', k, 's')
 if s == 'active' then
   local o, v = swarm_outcome(key, k)
   if o then
-    settle(k, s, o, v, redis.call('HGET', k, 'sv'), out)
-    bubble(key, o == 'done', v, redis.call('HGET', k, 'sv'), out)
+    conclude(k, s, o, v, redis.call('HGET', k, 'sv'), out)
   end
 end
 return {'ok', encode(out)}
