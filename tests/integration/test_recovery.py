@@ -12,8 +12,8 @@ from typing import Any
 import mageflow
 import pytest
 from mageflow import EngineError, MageflowRuntime, SignatureStatus, SwarmConfig
+from mageflow.engine import DispatchRequest, DispatchResult
 from mageflow.inmemory import InMemoryTaskManager
-from mageflow.manager import DispatchRequest, DispatchResult
 from pydantic import BaseModel
 
 from tests.integration.models import DefaultFieldCallback as ResultOnly

@@ -43,17 +43,19 @@ from thirdmagic.status import LifecycleEvent, TaskStatus
 
 from mageflow import _build, _lifecycle, _locks, _merge, _worker
 from mageflow._store.redis_store import OutboxEntry, RedisStore
-from mageflow._worker import RunOutcome, RunRequest
 from mageflow.config import MageflowConfig
-from mageflow.manager import (
+from mageflow.engine import (
     CancelRequest,
     DescribeRequest,
     DispatchRequest,
+    DispatchResult,
+    RunOutcome,
+    RunRequest,
     TaskDescription,
     TaskManager,
 )
 
-__all__ = ["MageflowRuntime", "RunOutcome", "RunRequest"]
+__all__ = ["MageflowRuntime"]
 
 log = logging.getLogger("mageflow")
 
@@ -71,9 +73,8 @@ class MageflowRuntime:
         self.store = store
         self.manager = manager
         self.config: MageflowConfig = store.config
-        attach = getattr(manager, "attach", None)
-        if callable(attach):
-            attach(self)
+        if manager is not None:
+            manager.bind(self)
 
     def install(self) -> MageflowRuntime:
         """Make this runtime the one behind ``thirdmagic`` signature methods."""
@@ -282,20 +283,15 @@ class MageflowRuntime:
 
     # -- worker side (_worker) ----------------------------------------------------------
 
-    async def execute_run(
-        self,
-        request: RunRequest,
-        body: Callable[[Any, Signature], Awaitable[Any]],
-        is_final_failure: Callable[[BaseException], bool],
-    ) -> RunOutcome:
-        """Drive one delivered attempt of a signature's run (see ``_worker.execute_run``)."""
-        return await _worker.execute_run(self, request, body, is_final_failure)
+    async def execute_run(self, request: RunRequest) -> RunOutcome:
+        """Drive one delivered attempt of a signature's run (see ``mageflow.engine.RunRequest``)."""
+        return await _worker.execute_run(self, request)
 
     # -- dispatching ------------------------------------------------------------------------
 
-    async def _send(self, request: DispatchRequest) -> None:
+    async def _send(self, request: DispatchRequest) -> DispatchResult:
         try:
-            await self._manager().dispatch(request)
+            return await self._manager().dispatch(request)
         except MageflowError:
             raise
         except Exception as exc:

@@ -8,58 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from thirdmagic.errors import StoreError
-from thirdmagic.signature import Signature, to_json_value
+from thirdmagic.signature import to_json_value
 
 from mageflow import _locks, _merge
+from mageflow.engine import NonRetryable, RunOutcome, RunRequest
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
 
-__all__ = ["RunOutcome", "RunRequest", "execute_run"]
+__all__ = ["execute_run", "is_final"]
 
 log = logging.getLogger("mageflow")
 
 _FINISH_ATTEMPTS = 6
 
 
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    """A run delivered to a worker, as the adapter saw it."""
-
-    signature_key: str
-    dispatch_id: str
-    run_id: str
-    payload: dict[str, Any]
-    model: type[BaseModel] | None = None
-    task_name: str = ""
+def is_final(request: RunRequest, exc: BaseException) -> bool:
+    """Whether ``exc`` from the body ends the run: core's own signal, else the adapter's say."""
+    return isinstance(exc, NonRetryable) or request.is_final_failure(exc)
 
 
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    ran: bool
-    result: Any = None
-    reason: str = ""
+async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutcome:
+    """Drive one delivered attempt of a signature's run (see ``mageflow.engine.RunRequest``).
 
-
-async def execute_run(
-    runtime: MageflowRuntime,
-    request: RunRequest,
-    body: Callable[[Any, Signature], Awaitable[Any]],
-    is_final_failure: Callable[[BaseException], bool],
-) -> RunOutcome:
-    """Drive one delivered attempt of a signature's run.
-
-    ``body`` receives the validated input (a model instance when the task
-    has a model, else the dict) and the signature. ``is_final_failure``
-    tells whether an exception ends the run (no retry will follow), which
-    is when error callbacks fire. Cancellation propagates untouched: an
-    interrupted run records nothing.
+    Cancellation propagates untouched: an interrupted run records nothing.
     """
     store = runtime.store
     key = request.signature_key
@@ -90,12 +65,12 @@ async def execute_run(
         arg: Any = data
         if model is not None:
             arg = _merge.validate_input(model, data, key=key, task_name=sig.task_name)
-        result = await body(arg, sig)
+        result = await request.body(arg, sig)
         plain = to_json_value(result, field=f"return value of {sig.task_name}")
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
-        if is_final_failure(exc):
+        if is_final(request, exc):
             await _complete(
                 runtime,
                 key,

@@ -12,8 +12,7 @@ from typing import Any, TypeVar
 import mageflow
 import redis.asyncio as aioredis
 from hatchet_sdk import Hatchet
-from mageflow._runtime import MageflowRuntime
-from mageflow.config import MageflowConfig
+from mageflow import MageflowConfig, MageflowRuntime
 from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
 from thirdmagic.signature import ChainSignature, SwarmConfig, SwarmSignature, TaskSignature
@@ -67,7 +66,7 @@ class HatchetMageflow:
                 model=model,
                 param_config=self.param_config,
                 execution_timeout=options.get("execution_timeout"),
-                namespace=self.hatchet._client.config.namespace or "",
+                namespace=self.hatchet.namespace or "",
             )
             task = decorator(**options)(wrapper)
             registered.append(task)
