@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from thirdmagic.backend import set_backend
+from thirdmagic.backend import set_backend, use_backend
 from thirdmagic.errors import (
     ConfigurationError,
     EngineError,
@@ -77,9 +77,21 @@ class MageflowRuntime:
             manager.bind(self)
 
     def install(self) -> MageflowRuntime:
-        """Make this runtime the one behind ``thirdmagic`` signature methods."""
+        """Make this runtime the process default behind module functions and signature methods."""
         set_backend(self)
         return self
+
+    @contextmanager
+    def activate(self) -> Iterator[MageflowRuntime]:
+        """Use this runtime inside the block, in this context only (asyncio task, thread).
+
+        Overrides the process default for ``mageflow.asign``, ``sig.aio_run_no_wait``
+        and friends, so several runtimes (two key prefixes, two Redis servers)
+        can serve one process; tasks started inside the block inherit it. A
+        worker activates its runtime around every task body it runs.
+        """
+        with use_backend(self):
+            yield self
 
     # -- shared helpers ----------------------------------------------------------
 

@@ -65,7 +65,8 @@ async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutco
         arg: Any = data
         if model is not None:
             arg = _merge.validate_input(model, data, key=key, task_name=sig.task_name)
-        result = await request.body(arg, sig)
+        with runtime.activate():
+            result = await request.body(arg, sig)
         plain = to_json_value(result, field=f"return value of {sig.task_name}")
     except asyncio.CancelledError:
         raise
