@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -182,14 +182,16 @@ async def remove(key: str, with_error: bool = True, with_success: bool = True) -
 
 
 @asynccontextmanager
-async def _locked(key: str, kwargs: dict[str, Any]) -> AsyncIterator[Signature]:
-    async with get_runtime().lock(key, **kwargs) as sig:
+async def _locked(key: str, wait: timedelta | float | None) -> AsyncIterator[Signature]:
+    async with get_runtime().lock(key, wait=wait) as sig:
         if sig is None:
             raise SignatureNotFoundError(key)
         yield sig
 
 
-def lock_task(key: str, **kwargs: Any) -> Any:
+def lock_task(
+    key: str, *, wait: timedelta | float | None = None
+) -> AbstractAsyncContextManager[Signature]:
     """Async context manager holding ``key`` locked; yields the signature.
 
     While held, no other caller can change the signature's status or delete
@@ -197,7 +199,7 @@ def lock_task(key: str, **kwargs: Any) -> Any:
     The lock expires after ``lock_ttl`` so a crashed holder cannot freeze the
     signature. ``wait=`` (seconds) bounds how long acquiring may wait.
     """
-    return _locked(key, kwargs)
+    return _locked(key, wait)
 
 
 async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
