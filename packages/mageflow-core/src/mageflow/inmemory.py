@@ -26,6 +26,7 @@ from mageflow.engine import (
     DispatchRequest,
     DispatchResult,
     NonRetryable,
+    RunOutcome,
     RunRequest,
     TaskDescription,
     TaskManager,
@@ -166,10 +167,7 @@ class InMemoryTaskManager(TaskManager):
         attempts = task.retries + 1
 
         async def body(arg: Any, sig: Signature) -> Any:
-            self.body_calls[task.name] += 1
-            if task.wants_signature:
-                return await task.fn(arg, signature=sig)
-            return await task.fn(arg)
+            return await self._call_body(task, arg, sig)
 
         try:
             for attempt in range(1, attempts + 1):
@@ -192,7 +190,7 @@ class InMemoryTaskManager(TaskManager):
                     task_name=task.name,
                 )
                 try:
-                    outcome = await runtime.execute_run(request)
+                    outcome = await self._deliver(runtime, request)
                 except asyncio.CancelledError:
                     record.status = "cancelled"
                     return
@@ -207,6 +205,17 @@ class InMemoryTaskManager(TaskManager):
                 return
         finally:
             self._running.pop(record.run_id, None)
+
+    async def _call_body(self, task: InMemoryTask, arg: Any, sig: Signature) -> Any:
+        # one call of a task body; mageflow.testing.faults overrides it
+        self.body_calls[task.name] += 1
+        if task.wants_signature:
+            return await task.fn(arg, signature=sig)
+        return await task.fn(arg)
+
+    async def _deliver(self, runtime: MageflowRuntime, request: RunRequest) -> RunOutcome:
+        # one delivered attempt; mageflow.testing.faults overrides it
+        return await runtime.execute_run(request)
 
     async def run_direct(self, task: InMemoryTask | str, input_data: Any) -> Any:
         """Call a task body directly, outside any signature (like a plain engine run)."""
