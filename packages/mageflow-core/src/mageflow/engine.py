@@ -140,8 +140,8 @@ class TaskManager(Protocol):
         task body inline. It may be called again with the same ``dispatch_id``
         after a crash; the duplicate run is harmless because core skips a run
         whose dispatch was already claimed, so the adapter need not deduplicate.
-        Raises ``EngineError`` when the engine refuses, does not know the task,
-        or cannot be reached.
+        Raises ``EngineError`` when the engine refuses the run (an unknown
+        task, for an engine that checks) or cannot be reached.
     ``cancel``
         Stop a run that may be executing; a run that already ended is a no-op.
         Raises ``EngineError`` when the engine cannot be reached.
