@@ -35,7 +35,10 @@ from thirdmagic.status import SignatureStatus as Status
 
 from mageflow._store import codec, keys
 
-__all__ = ["SCRIPTS", "Script", "constants", "expand", "load"]
+__all__ = ["RUN_EVENTS", "SCRIPTS", "Script", "constants", "expand", "load"]
+
+RUN_EVENTS: Final = (LifecycleEvent.START, LifecycleEvent.SUCCEED, LifecycleEvent.FAIL)
+"""Events of a run: applied by BEGIN and FINISH only, refused by TRANSITION."""
 
 _LUA: Final = resources.files("mageflow._store").joinpath("lua")
 _INCLUDE: Final = re.compile(r"^-- @include ([\w/]+)\s*$", re.MULTILINE)
@@ -122,6 +125,7 @@ def constants() -> dict[str, str]:
         "T": _table(cells),
         "PREVIOUS": _lua(PREVIOUS),
         "TERMINAL": _table({s.value: True for s in sorted(TERMINAL_STATUSES)}),
+        "RUN_EVENT": _table({e.value: True for e in RUN_EVENTS}),
         "R": _table(_members(codec.R)),
         "E": _table(_members(codec.E)),
         "MODE": _table(_members(codec.MODE)),
