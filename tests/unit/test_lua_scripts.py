@@ -103,8 +103,8 @@ def test_pack_refuses_other_names() -> None:
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_reply_words_are_results_or_mapped_errors(name: str) -> None:
     script = SCRIPTS[name]
-    code = _code(script.source)
-    returned = set(re.findall(r"return \{R\.(\w+)", code))
+    code = _code(script.body)
+    returned = set(re.findall(r"\{R\.(\w+)", code))
     assert returned, "a script replies with a reply word"
     assert script.replies <= TABLES["R"]
     unmapped = returned - script.replies - set(codec.ERRORS)
@@ -114,7 +114,7 @@ def test_reply_words_are_results_or_mapped_errors(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_every_generated_name_used_exists(name: str) -> None:
     """A misspelt F.staus would be nil in Lua, silently."""
-    code = _code(SCRIPTS[name].source)
+    code = _code(SCRIPTS[name].body)
     for table, known in TABLES.items():
         for attr in re.findall(rf"\b{table}\.(\w+)", code):
             assert attr in known, f"{name}: {table}.{attr} is not defined in Python"
@@ -144,6 +144,20 @@ def test_header_holds_python_constants() -> None:
     assert (
         "local sig_key = KEYS[1]\nlocal lock_key = KEYS[2]\nlocal pending_key = KEYS[3]\n" in source
     )
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_names_are_written_in_place(name: str) -> None:
+    code = _code(SCRIPTS[name].source)
+    left = re.findall(rf"\b(?:{'|'.join(TABLES)})\.\w+", code)
+    assert not left, f"{name}: {left} not replaced by their values"
+
+
+def test_an_undefined_name_fails_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "-- KEYS: k\n-- ARGV: a\n-- REPLIES: ok\nreturn {R.ok, F.stauts}\n"
+    monkeypatch.setattr(scripts, "_read", lambda rel: text)
+    with pytest.raises(RuntimeError, match=r"F\.stauts"):
+        scripts.expand("x")
 
 
 def test_a_script_without_its_header_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +196,6 @@ EVENTS_BY_SCRIPT = {
     "begin": {"EV.start"},
     "dispatch": {"EV.start"},
     "finish": {"succeed and EV.succeed or EV.fail", "outcome_event(result)"},
-    "swarm_add": {"outcome_event(result)"},
     "swarm_close": {"outcome_event(result)"},
     "transition": {"event", "EV.start"},
 }

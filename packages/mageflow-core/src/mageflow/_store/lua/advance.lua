@@ -2,7 +2,7 @@
 -- claims its first step or its first swarm members, and settles it when it
 -- already has its outcome.
 -- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, done_ttl, dispatch_prefix, token, action, dispatch_id, mode, value, inherited
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, token, action, dispatch_id, mode, value, inherited
 -- REPLIES: ok, skip, parked
 -- @include lib/containers
 local bad = check(sig_key); if bad then return bad end

@@ -4,7 +4,7 @@
 -- crash before the dispatches is repaired by the run's redelivery. The
 -- dispatch ids it hands out start with the run id (dispatch_prefix).
 -- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, done_ttl, dispatch_prefix, outcome, payload
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, outcome, payload
 -- REPLIES: ok, already, missing, stale, invalid
 -- @include lib/containers
 local bad = check(sig_key); if bad then return bad end

@@ -1,6 +1,7 @@
 -- Chains and swarms. A script that includes this declares the container
--- arguments first in its ARGV: prefix, active_ttl, done_ttl, dispatch_prefix
--- (the prefix of the dispatch ids this call hands out). Its reply carries the
+-- arguments first in its ARGV: prefix, active_ttl, dispatch_prefix (the
+-- prefix of the dispatch ids this call hands out), and done_ttl when it may
+-- settle a container. Its reply carries the
 -- dispatches it claimed (an outbox) as JSON, each an entry() whose value
 -- the signature receives injected as a return value (MODE.inject) or merged
 -- as its message (MODE.merge).
