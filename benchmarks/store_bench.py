@@ -308,6 +308,7 @@ async def _run(
     print()
     print("Per call, sequential. RT = network round trips; sent = commands the client sent;")
     print("server = commands executed (INFO commandstats: EVALSHA + each redis.call in it);")
+    print("script us = server CPU time inside the scripts (EVALSHA usec in commandstats);")
     print("us/op = wall time; cpu = this Python process's CPU time per call.")
     cost_rows = []
     for f, b in rows:
@@ -320,6 +321,7 @@ async def _run(
                 fmt(f.server_total),
                 fmt(f.scripts),
                 fmt(f.in_script),
+                f"{f.script_us:.1f}",
                 f"{f.us_per_op:.0f}",
                 f"{f.cpu_us_per_op:.0f}",
                 b.label if b else "",
@@ -339,6 +341,7 @@ async def _run(
                 "server",
                 "scripts",
                 "in-script",
+                "script us",
                 "us/op",
                 "cpu",
                 "| baseline",

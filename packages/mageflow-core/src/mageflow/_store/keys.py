@@ -11,7 +11,8 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
     P swarm:<key>:res hash  admission index -> member result (JSON)
 
 Signature hash fields (the attribute of :class:`F` in brackets; the Lua
-scripts read the same names from their generated header, ``F.status``...):
+scripts use the same names, ``F.status``..., which the script loader turns
+into these values):
 ``_v`` schema version [version]; ``kind`` [kind]; ``t`` task name [task];
 ``ct`` creation time [created]; ``mv`` model import path [model];
 ``sc``/``ec`` callback keys, JSON lists [callbacks_ok/callbacks_err];

@@ -12,12 +12,17 @@ local st = redis.call('HMGET', sig_key, F.status, F.last_status, F.parked, F.inp
                       F.started, F.task)
 local kind, tname = st[6] or KIND.task, st[8] or ''
 local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
-local target = T[s .. '|' .. event]
+-- start, succeed and fail belong to a run: BEGIN and FINISH apply them, with
+-- what goes along (the run id, the outcome, callbacks, containers)
+if RUN_EVENT[event] then return {R.invalid, s, R.run} end
+local target = step(s, event, ls)
 if not target then return {R.invalid, s} end
-if target == PREVIOUS then target = ls or S.pending end
 -- a container has no run of its own to replay: one that had started goes
--- back to active, and its members are resumed one by one by the caller
-if st[6] ~= KIND.task and st[7] and event == EV.resume and target == S.pending then target = S.active end
+-- back to pending and starts again (active), and its members are resumed one
+-- by one by the caller
+if st[6] ~= KIND.task and st[7] and event == EV.resume and target == S.pending then
+  target = step(target, EV.start)
+end
 local replay = false
 local run = ''
 if event == EV.resume then
@@ -26,7 +31,8 @@ if event == EV.resume then
   -- then interrupted), else the run that was cancelled
   elseif s == S.interrupted and (pm or m) then replay = pm or m end
   if replay then
-    target = S.pending
+    -- the replayed run starts over: back to the status before any run
+    target = step(s, event, S.pending)
     redis.call('HSET', sig_key, F.parked, replay, F.dispatch, dispatch_id)
     pend(pending_key, sig_key, cjson.encode(entry(key, dispatch_id, tname, redis.call('HGET', sig_key, F.model),
       KIND.task, {}, {}, MODE.merge, replay)))

@@ -1,6 +1,7 @@
 -- Chains and swarms. A script that includes this declares the container
--- arguments first in its ARGV: prefix, active_ttl, done_ttl, dispatch_prefix
--- (the prefix of the dispatch ids this call hands out). Its reply carries the
+-- arguments first in its ARGV: prefix, active_ttl, dispatch_prefix (the
+-- prefix of the dispatch ids this call hands out), and done_ttl when it may
+-- settle a container. Its reply carries the
 -- dispatches it claimed (an outbox) as JSON, each an entry() whose value
 -- the signature receives injected as a return value (MODE.inject) or merged
 -- as its message (MODE.merge).
@@ -107,8 +108,12 @@ local function keep_alive(pf, ttl, settled)
     end
   end
 end
+local function outcome_event(result)
+  if result == S.done then return EV.succeed end
+  return EV.fail
+end
 local function settle(pf, ps, result, val, input, out)
-  redis.call('HSET', pf, F.status, result, F.last_status, ps)
+  redis.call('HSET', pf, F.status, step(ps, outcome_event(result)), F.last_status, ps)
   if result == S.done then redis.call('HSET', pf, F.result, val) end
   redis.call('PEXPIRE', pf, done_ttl)
   keep_alive(pf, done_ttl, true)
@@ -179,7 +184,7 @@ local function bubble(child, succeeded, val, input, out)
       keep_alive(pf, active_ttl, false)
       return
     end
-    if ps ~= S.active and ps ~= S.suspended then
+    if not step(ps, outcome_event(result)) then
       -- an interrupted container does not finish: it keeps the outcome and
       -- settles when it is resumed (ADVANCE kick)
       redis.call('HSET', pf, F.held_outcome, cjson.encode({o = result, v = pval, i = pin}))
