@@ -49,9 +49,9 @@ from mageflow._api import (
     resume,
 )
 
-# Importable for compatibility but kept out of ``__all__`` (docs/api/client.md,
-# "Aliases"): legacy spellings of the functions above, and the adapter
-# contract, whose home is ``mageflow.engine``.
+# The ``import X as X`` names are importable for compatibility but kept out of
+# ``__all__`` (docs/api/client.md, "Aliases"): legacy spellings of the
+# functions above, and the adapter contract, whose home is ``mageflow.engine``.
 from mageflow._api import chain as chain
 from mageflow._api import resume_task as resume_task
 from mageflow._api import sign as sign
