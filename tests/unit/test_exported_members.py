@@ -104,6 +104,13 @@ EXPORTED = {
         "TaskDescription",
         "TaskManager",
     ],
+    "mageflow.testing": [
+        "FaultyTaskManager",
+        "Faults",
+        "InMemoryFlow",
+        "SimulatedCrash",
+        "wait_for_signature",
+    ],
     "mageflow_hatchet": [
         "ExecutionTimeoutError",
         "HatchetMageflow",
