@@ -54,9 +54,11 @@ def test_core_non_retryable_becomes_hatchets_on_the_way_out() -> None:
     assert to_hatchet_signal(other) is other
 
 
-def test_execution_timeout_is_final_for_core_and_for_hatchet() -> None:
+def test_execution_timeout_is_retried_like_any_failure() -> None:
+    # issue 7: a timeout spends a retry when one is left, as Hatchet does
     error = ExecutionTimeoutError("too slow")
-    assert isinstance(error, NonRetryable)
+    assert not isinstance(error, NonRetryable)
     assert isinstance(error, MageflowError)
-    assert isinstance(error, NonRetryableException)
+    assert isinstance(error, TimeoutError)
+    assert not isinstance(error, NonRetryableException)
     assert to_hatchet_signal(error) is error

@@ -26,8 +26,12 @@ class MageflowConfig(BaseModel):
     lock_ttl: timedelta = timedelta(seconds=60)
     lock_wait: timedelta = timedelta(seconds=10)
     lock_poll_interval: timedelta = timedelta(milliseconds=20)
+    store_retry_window: timedelta = timedelta(seconds=60)
+    """How long a worker keeps retrying a store call that cannot reach Redis
+    (connection lost or refused, ``LOADING``) before it leaves the run to the
+    reconciler; never longer than the run's own deadline."""
 
-    @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
+    @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait", "store_retry_window")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:

@@ -193,6 +193,23 @@ class RunRequest:
         The task's input model when the adapter knows it.
     ``task_name``
         The task the engine ran.
+    ``retries``
+        The task's retry budget (from its registration): how many application
+        failures of the run are retried. Core counts them in the store, once
+        per attempt, so an attempt the engine restarts after losing a worker
+        never spends one. None: the adapter has no budget to give, and
+        ``is_final_failure`` alone decides (every failure it does not call
+        final is left to the engine to retry).
+    ``attempt``
+        An id of this delivery, distinct for every attempt of the run (Hatchet:
+        run id and attempt number); core makes one up when empty.
+    ``engine_will_retry``
+        Whether the engine starts another attempt of this run when this one
+        raises a retryable error. When core's budget says retry but the engine
+        will not, core starts the retry itself as a new run of the signature.
+    ``deadline``
+        ``time.monotonic()`` value at which the engine gives up on this attempt
+        (its execution timeout), when known: store retries stop before it.
     """
 
     signature_key: str
@@ -203,6 +220,10 @@ class RunRequest:
     is_final_failure: Callable[[BaseException], bool] = _never_final
     model: type[BaseModel] | None = None
     task_name: str = ""
+    retries: int | None = None
+    attempt: str = ""
+    engine_will_retry: bool = True
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,7 +231,9 @@ class RunOutcome:
     """Output of ``execute_run``.
 
     ``ran`` is False when core decided the body must not run (``reason``:
-    ``missing``, ``stale``, ``duplicate``, ``finished``, ``parked``, ``drained``);
+    ``missing``, ``stale``, ``duplicate``, ``finished``, ``parked``, ``drained``,
+    ``store-unavailable``: the store could not be reached within
+    ``MageflowConfig.store_retry_window`` and the run is left to the reconciler);
     otherwise ``result`` is what the body returned. A failed body raises out of
     ``execute_run`` instead: the adapter lets the engine see the failure.
     """

@@ -174,10 +174,8 @@ class InMemoryTaskManager(TaskManager):
                 record.attempts = attempt
                 record.status = "running"
 
-                def final(exc: BaseException, attempt: int = attempt) -> bool:
-                    return attempt >= attempts or isinstance(
-                        exc, (NonRetryable, *task.non_retryable)
-                    )
+                def final(exc: BaseException) -> bool:
+                    return isinstance(exc, (NonRetryable, *task.non_retryable))
 
                 request = RunRequest(
                     signature_key=record.signature_key,
@@ -188,6 +186,9 @@ class InMemoryTaskManager(TaskManager):
                     is_final_failure=final,
                     model=task.input_validator,
                     task_name=task.name,
+                    retries=task.retries,
+                    attempt=f"{record.run_id}#{attempt}",
+                    engine_will_retry=attempt < attempts,
                 )
                 try:
                     outcome = await self._deliver(runtime, request)
@@ -196,7 +197,7 @@ class InMemoryTaskManager(TaskManager):
                     return
                 except Exception as exc:
                     record.error = f"{type(exc).__name__}: {exc}"
-                    if final(exc):
+                    if final(exc) or attempt >= attempts:
                         record.status = "failed"
                         return
                     continue

@@ -22,11 +22,12 @@ from thirdmagic.errors import EngineError, MageflowError
 __all__ = ["ExecutionTimeoutError", "engine_error", "map_hatchet_exceptions", "to_hatchet_signal"]
 
 
-class ExecutionTimeoutError(NonRetryable, NonRetryableException):
-    """The task body ran past its execution timeout; no retry follows.
+class ExecutionTimeoutError(MageflowError, TimeoutError):
+    """The task body ran past its execution timeout.
 
-    Both MageFlow's ``NonRetryable`` (so core records the final failure) and
-    Hatchet's ``NonRetryableException`` (so the engine does not retry).
+    An ordinary failure of the attempt, as in Hatchet: retried while the task
+    has retries left (MageFlow counts it against the budget like any other
+    failure); the last attempt's timeout fails the signature.
     """
 
 

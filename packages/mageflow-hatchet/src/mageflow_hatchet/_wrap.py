@@ -77,6 +77,7 @@ def make_wrapper(
     param_config: AcceptParams,
     execution_timeout: Any,
     namespace: str = "",
+    retries: int = 0,
 ) -> Callable[[Any, Context], Any]:
     flags = flags_of(fn)
     timeout_s = _seconds(execution_timeout, 60.0)
@@ -134,7 +135,9 @@ def make_wrapper(
             return await call_user(input, ctx, None)
 
         # Stop a little before Hatchet's own deadline so the timeout is
-        # recorded as a final failure and error callbacks fire.
+        # counted by MageFlow (a retry, or on the last attempt the final
+        # failure with its error callbacks) instead of ending the attempt in
+        # the engine's hands.
         margin = min(2.0, max(0.5, budget * 0.1))
         deadline = started + budget - margin
 
@@ -148,7 +151,10 @@ def make_wrapper(
                 ) from exc
 
         def final(exc: BaseException) -> bool:
-            return isinstance(exc, NonRetryableException) or ctx.attempt_number >= ctx.max_attempts
+            # Not ctx.attempt_number: Hatchet also counts an attempt restarted
+            # after a lost worker. Core counts application failures itself
+            # against `retries`.
+            return isinstance(exc, NonRetryableException)
 
         payload = (
             input.model_dump(mode="json", by_alias=True)
@@ -165,6 +171,10 @@ def make_wrapper(
                 is_final_failure=final,
                 model=model,
                 task_name=task_name(),
+                retries=retries,
+                attempt=f"{ctx.workflow_run_id}#{ctx.attempt_number}",
+                engine_will_retry=ctx.attempt_number < ctx.max_attempts,
+                deadline=started + budget,
             )
         )
         return _output(outcome.result) if outcome.ran else None

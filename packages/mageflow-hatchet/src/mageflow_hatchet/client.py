@@ -102,6 +102,7 @@ class HatchetMageflow(Hatchet):
                 param_config=self.param_config,
                 execution_timeout=options.get("execution_timeout"),
                 namespace=self.hatchet.namespace or "",
+                retries=int(options.get("retries", 0)),
             )
             task = decorator(**options)(wrapper)
             registered.append(task)

@@ -15,6 +15,7 @@ from thirdmagic.errors import (
     SignatureLockedError,
     SignatureNotFoundError,
     StoreError,
+    StoreUnavailableError,
     SwarmClosedError,
     SwarmFullError,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "SignatureNotFoundError",
     "SignatureStatus",
     "StoreError",
+    "StoreUnavailableError",
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",

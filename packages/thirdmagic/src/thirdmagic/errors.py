@@ -17,6 +17,7 @@ __all__ = [
     "SignatureLockedError",
     "SignatureNotFoundError",
     "StoreError",
+    "StoreUnavailableError",
     "SwarmClosedError",
     "SwarmFullError",
 ]
@@ -86,6 +87,15 @@ class StoreError(MageflowError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         self.key = key
         super().__init__(message)
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached (connection lost or refused, timed out, loading its data).
+
+    Transient: the operation was applied completely or not at all, and every
+    store operation is safe to repeat, so retrying later is the remedy. The
+    worker side retries these itself (``MageflowConfig.store_retry_window``).
+    """
 
 
 class EngineError(MageflowError):

@@ -22,7 +22,10 @@ owns the signature [run]; ``m`` input of the current/last run [input]; ``pm``
 input of a parked run [parked]; ``ob`` outbox of callbacks claimed at
 completion, JSON [outbox]; ``res``/``err`` outcome [result/error]; ``ce`` the
 dispatch entry (JSON, see ``codec``) of a claim listed in the pending index
-[claim]; ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
+[claim]; ``fa`` application failures of the current run counted against the
+task's retry budget [failures] and ``fl`` the attempt that counted the last
+one [failure_attempt] (both reset when a run starts the signature);
+``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
 ``x:<name>`` container fields of the model [XFIELD_PREFIX].
 
 Container fields: chain ``x:tasks`` member keys [chain_tasks], ``ci`` current
@@ -88,6 +91,8 @@ class F:
     result: Final = "res"
     error: Final = "err"
     claim: Final = "ce"
+    failures: Final = "fa"
+    failure_attempt: Final = "fl"
     # containers
     chain_tasks: Final = XFIELD_PREFIX + "tasks"
     chain_index: Final = "ci"

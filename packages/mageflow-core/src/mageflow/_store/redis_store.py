@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_exc
 from redis.commands.core import AsyncScript
-from thirdmagic.errors import StoreError
+from thirdmagic.errors import StoreError, StoreUnavailableError
 from thirdmagic.signature import ChainSignature, Signature, SwarmSignature
 from thirdmagic.status import LifecycleEvent, SignatureStatus
 
@@ -115,7 +115,7 @@ class RedisStore:
                 ) from exc
             raise StoreError(f"redis rejected an operation on {what}: {exc}", key=key) from exc
         except (redis_exc.ConnectionError, redis_exc.TimeoutError, OSError) as exc:
-            raise StoreError(
+            raise StoreUnavailableError(
                 f"redis is unreachable ({type(exc).__name__}: {exc}) during an operation on "
                 f"{what}; the operation is atomic: it was applied completely or not at all",
                 key=key,
@@ -257,13 +257,27 @@ class RedisStore:
         return BeginResult("skip", reason=text(reply[1]) if len(reply) > 1 else "")
 
     async def finish(
-        self, key: str, *, succeeded: bool, run_id: str, payload: Any
+        self,
+        key: str,
+        *,
+        succeeded: bool,
+        run_id: str,
+        payload: Any,
+        attempt: str = "",
+        retries: int = -1,
+        redispatch: bool = False,
     ) -> tuple[str, list[OutboxEntry]]:
-        """Record the final outcome; returns (code, claimed callbacks).
+        """Record how an attempt ended; returns (code, claimed dispatches).
+
+        A success, or a failure with ``retries < 0`` (the caller decided it is
+        final), is the run's outcome. Any other failure is counted against the
+        budget ``retries`` once per ``attempt`` (an id of this delivery):
+        ``retry`` while the budget lasts (with ``redispatch``, the outbox holds
+        the claimed new run that makes the retry), else the failure is recorded.
 
         code is ``ok`` (this call recorded it), ``already`` (a repeat; the outbox
-        is returned again so a lost dispatch can be redone), or ``missing``,
-        ``stale``, ``invalid`` (nothing recorded, nothing to dispatch).
+        is returned again so a lost dispatch can be redone), ``retry``, or
+        ``missing``, ``stale``, ``invalid`` (nothing recorded, nothing to dispatch).
         """
         reply = await self._call(
             "finish",
@@ -274,10 +288,13 @@ class RedisStore:
                 "done_ttl": self._done_ms,
                 "outcome": (LifecycleEvent.SUCCEED if succeeded else LifecycleEvent.FAIL).value,
                 "payload": jdump(payload),
+                "attempt": attempt,
+                "retries": retries,
+                "redispatch": 1 if redispatch else 0,
             },
         )
         code = reply[0]
-        if code in (R.ok, R.already):
+        if code in (R.ok, R.already, R.retry):
             return code, parse_outbox(text(reply[1]))
         return code, []
 

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["Faults", "FaultyTaskManager", "SimulatedCrash"]
 
 
-class SimulatedCrash(Exception):
-    """The worker died after a body returned and before its outcome was recorded."""
+class SimulatedCrash(BaseException):
+    """The worker died after a body returned and before its outcome was recorded.
+
+    A ``BaseException``, like the process exit it stands for: it is no failure
+    of the body, so nothing is recorded and no retry is spent.
+    """
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,15 @@ if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
              F.input, input, F.dispatch, dispatch_id)
-  redis.call('HDEL', sig_key, F.parked)
+  -- a new run: its retry budget is whole again
+  redis.call('HDEL', sig_key, F.parked, F.failures, F.failure_attempt)
   redis.call('PEXPIRE', sig_key, active_ttl)
   return {R.run, redis.call('HGETALL', sig_key)}
 elseif target == S.active then
-  if r == run_id then
+  -- the run that owns it, or the new run finish.lua claimed for a retry the
+  -- engine would not make
+  if r == run_id or (not r and d == dispatch_id) then
+    redis.call('HSET', sig_key, F.run, run_id)
     redis.call('PEXPIRE', sig_key, active_ttl)
     return {R.run, redis.call('HGETALL', sig_key)}
   end

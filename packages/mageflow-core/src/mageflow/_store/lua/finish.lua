@@ -1,18 +1,54 @@
--- The last attempt of a run ended. Claims what the outcome starts (callbacks,
--- the next chain step, queued swarm members, container callbacks) and records
--- it as an outbox on the finished signature in the same atomic step, so a
--- crash before the dispatches is repaired by the run's redelivery. The
--- dispatch ids it hands out start with the run id (dispatch_prefix).
+-- An attempt of a run ended. A success, or a failure the caller calls final
+-- (retries < 0), is the run's outcome. Any other failure is counted against
+-- the task's retry budget (`retries`): MageFlow owns this count, so an
+-- attempt the engine restarted after losing a worker never spends it. While
+-- the budget lasts the reply is `retry`; when the engine will not retry the
+-- run itself (redispatch == 1), the retry is claimed here as a new run of the
+-- signature (an outbox of one entry, listed in the pending index). Once the
+-- budget is spent the failure is the outcome.
+-- Recording an outcome claims what it starts (callbacks, the next chain
+-- step, queued swarm members, container callbacks) and records it as an
+-- outbox on the finished signature in the same atomic step, so a crash
+-- before the dispatches is repaired by the run's redelivery. The dispatch
+-- ids it hands out start with the run id (dispatch_prefix).
+-- Safe to repeat: an attempt that already counted its failure (`attempt`
+-- equals F.failure_attempt) gets the same decision again.
 -- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, outcome, payload
--- REPLIES: ok, already, missing, stale, invalid
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, outcome, payload, attempt, retries, redispatch
+-- REPLIES: ok, already, missing, stale, invalid, retry
 -- @include lib/containers
 local bad = check(sig_key); if bad then return bad end
 if locked(lock_key, '') then return {R.locked} end
 local run_id = dispatch_prefix
-local st = redis.call('HMGET', sig_key, F.status, F.run, F.outbox, F.input)
+local st = redis.call('HMGET', sig_key, F.status, F.run, F.outbox, F.input,
+                      F.failures, F.failure_attempt, F.claim, F.task, F.model)
 local s, r, ob, m = st[1], st[2], st[3], st[4]
 local succeed = outcome == EV.succeed
+local budget = tonumber(retries)
+if not succeed and budget >= 0 and s and not terminal(s) then
+  local n = tonumber(st[5]) or 0
+  if st[6] == attempt then
+    -- a repeat of this attempt's call: same decision, nothing counted twice
+    if n <= budget then return {R.retry, (st[7] and r ~= run_id) and ('[' .. st[7] .. ']') or '[]'} end
+  elseif r == run_id then
+    n = n + 1
+    redis.call('HSET', sig_key, F.failures, n, F.failure_attempt, attempt)
+    if n <= budget then
+      if redispatch ~= '1' then return {R.retry, '[]'} end
+      local did = run_id .. ':r' .. n
+      local e = entry(string.sub(sig_key, #SP + 1), did, st[8], st[9], KIND.task, {}, {},
+                      MODE.merge, m or '{}')
+      local raw = cjson.encode(e)
+      -- the signature stays active with no run: BEGIN gives it to the run
+      -- carrying this dispatch id
+      redis.call('HSET', sig_key, F.dispatch, did)
+      redis.call('HDEL', sig_key, F.run)
+      redis.call('PEXPIRE', sig_key, active_ttl)
+      pend(PENDING, sig_key, raw)
+      return {R.retry, '[' .. raw .. ']'}
+    end
+  end
+end
 local target = step(s, succeed and EV.succeed or EV.fail)
 if not target then return {R.invalid, s} end
 if target == s then
