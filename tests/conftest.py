@@ -4,11 +4,15 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests._redis import redis_server
+
+if TYPE_CHECKING:
+    from tests.e2e._engine import Engine
 
 _ROOT = Path(__file__).parent
 
@@ -19,8 +23,19 @@ pytest_plugins = ["mageflow.testing.plugin"]
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         layer = Path(str(item.fspath)).relative_to(_ROOT).parts[0]
-        if layer in ("unit", "integration", "e2e"):
+        if layer in ("unit", "integration", "e2e", "chaos"):
             item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def hatchet_engine() -> Iterator[Engine]:
+    """One real engine for the session (tests/e2e and tests/chaos share it)."""
+    from tests.e2e._engine import start_engine_or_skip
+
+    engine = start_engine_or_skip()
+    with engine.exported_env():
+        yield engine
+    engine.stop()
 
 
 @pytest.fixture(scope="session")

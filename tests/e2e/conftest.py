@@ -5,18 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e._engine import Engine, start_engine_or_skip
+from tests.e2e._engine import Engine
 from tests.e2e._worker import WorkerProcess
 from tests.e2e.mf_app import App
 from tests.e2e.mf_container_app import ContainerApp
-
-
-@pytest.fixture(scope="session")
-def hatchet_engine() -> Iterator[Engine]:
-    engine = start_engine_or_skip()
-    with engine.exported_env():
-        yield engine
-    engine.stop()
 
 
 @pytest.fixture(scope="session")

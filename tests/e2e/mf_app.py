@@ -132,6 +132,19 @@ class App:
             await record("e2e-timeout", tag=msg.tag)
             await asyncio.sleep(30)
 
+        @mf.task(
+            name="e2e-timeout-once",
+            input_validator=Order,
+            retries=1,
+            execution_timeout=timedelta(seconds=3),
+        )
+        @mf.with_ctx
+        async def times_out_once(msg: Order, ctx: Context) -> dict[str, Any]:
+            await record("e2e-timeout-once", tag=msg.tag, attempt=ctx.attempt_number)
+            if ctx.attempt_number == 1:
+                await asyncio.sleep(30)
+            return {"order_id": msg.order_id, "total": msg.amount}
+
         @mf.task(name="e2e-sleep", input_validator=Sleep, execution_timeout=timedelta(minutes=2))
         async def sleeper(msg: Sleep) -> dict[str, Any]:
             await record("e2e-sleep-start", tag=msg.tag)
@@ -202,6 +215,7 @@ class App:
             "always_fail": always_fail,
             "non_retryable": non_retryable,
             "timeout": times_out,
+            "timeout_once": times_out_once,
             "sleep": sleeper,
             "echo": echo,
             "ctx": with_ctx,

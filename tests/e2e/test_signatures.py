@@ -117,18 +117,35 @@ async def test_error_callback_once_after_final_retry(app: App, tag: str) -> None
     assert len(await app.records("e2e-on-error", tag)) == 1
 
 
-@pytest.mark.parametrize("task", ["e2e-non-retryable", "e2e-timeout"])
+@pytest.mark.parametrize(("task", "attempts"), [("e2e-non-retryable", 1), ("e2e-timeout", 3)])
 async def test_error_callback_after_non_retryable_and_timeout(
-    app: App, tag: str, task: str
+    app: App, tag: str, task: str, attempts: int
 ) -> None:
+    # NonRetryable ends the run at once; a timeout is retried like any failure
+    # (retries=2: three attempts) and the last attempt's timeout fails it
     on_error = await mageflow.asign("e2e-on-error")
     sig = await mageflow.asign(task, error_callbacks=[on_error])
     await sig.aio_run_no_wait(Order(order_id=4, tag=tag))
-    await wait_records(app, "e2e-on-error", tag, timeout=60)
+    await wait_records(app, "e2e-on-error", tag, timeout=90)
     await wait_status(sig.key, SignatureStatus.FAILED)
-    assert len(await app.records(task, tag)) == 1  # no retry after either
+    assert len(await app.records(task, tag)) == attempts
     await wait_status(on_error.key, SignatureStatus.DONE)
     assert len(await app.records("e2e-on-error", tag)) == 1
+
+
+async def test_timeout_with_retries_left_is_retried(app: App, tag: str) -> None:
+    # issue 7 case 7: a timeout used to be final for signature runs
+    ok = await mageflow.asign("e2e-receipt", tag=tag)
+    err = await mageflow.asign("e2e-on-error")
+    sig = await mageflow.asign("e2e-timeout-once", success_callbacks=[ok], error_callbacks=[err])
+    await sig.aio_run_no_wait(Order(order_id=5, amount=7, tag=tag))
+    recs = await wait_records(app, "e2e-receipt", tag, timeout=90)
+    assert recs[0]["value"] == {"order_id": 5, "total": 7}
+    await wait_status(sig.key, SignatureStatus.DONE)
+    assert [r["attempt"] for r in await app.records("e2e-timeout-once", tag)] == [1, 2]
+    await wait_status(ok.key, SignatureStatus.DONE)
+    assert len(await app.records("e2e-receipt", tag)) == 1
+    assert await status_of(err.key) == SignatureStatus.PENDING
 
 
 async def test_retry_then_success_fires_only_success(app: App, tag: str) -> None:

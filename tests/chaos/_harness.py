@@ -1,0 +1,325 @@
+"""The fault-injection harness: a workload of signatures, faults, and the checks after settling.
+
+Invariants checked once everything has settled (``Harness.verdict``):
+
+* every signature the workload created is terminal (``done``/``failed``);
+* a root expected to succeed is ``done``, its success callback ran in exactly
+  one engine run and its error callback never; a root expected to fail is
+  ``failed`` and the reverse holds;
+* every chain step and swarm member ran in exactly one engine run (a
+  redelivery of the same run after a kill may repeat the body: that is the
+  same run id), and its container is ``done`` with its callback run once.
+
+A signature left non-terminal whose engine run ended without reporting back
+(the run was lost with its worker on its last engine attempt, or failed in
+the engine) is the reconciler's case (issue 7, other half): it is reported as
+``needs reconciler``, not as a MageFlow failure, and the figures say how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mageflow
+from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from mageflow._store.keys import F
+
+from tests.chaos._valkey import ValkeyProcess
+from tests.chaos.chaos_app import ChaosApp, Work
+from tests.e2e._engine import Engine
+from tests.e2e._worker import WorkerProcess
+
+TERMINAL = {"done", "failed", "canceled"}
+
+
+@dataclass
+class Expectation:
+    key: str
+    outcome: str  # "done" | "failed"
+    ok_callback: str | None = None
+    err_callback: str | None = None
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Figures:
+    signatures: int = 0
+    kills: int = 0
+    redis_restarts: int = 0
+    redis_pauses: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    needs_reconciler: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"signatures={self.signatures} kills={self.kills} "
+            f"redis_restarts={self.redis_restarts} redis_pauses={self.redis_pauses} "
+            f"lost={len(self.lost)} duplicated={len(self.duplicated)} wrong={len(self.wrong)} "
+            f"stuck={len(self.stuck)} needs_reconciler={len(self.needs_reconciler)}"
+        )
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.wrong or self.stuck)
+
+
+class Supervisor:
+    """Restarts workers that died (crash points) and SIGKILLs them at random when asked."""
+
+    def __init__(self, workers: Sequence[WorkerProcess], figures: Figures) -> None:
+        self.workers = list(workers)
+        self.figures = figures
+        self.kill_every: tuple[float, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="chaos-supervisor", daemon=True)
+        self._next_kill = 0.0
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _schedule(self) -> None:
+        if self.kill_every is not None:
+            self._next_kill = time.monotonic() + random.uniform(*self.kill_every)
+
+    def _loop(self) -> None:
+        self._schedule()
+        while not self._stop.is_set():
+            if self.kill_every is not None and time.monotonic() >= self._next_kill:
+                victim = random.choice(self.workers)
+                if victim.running:
+                    victim.kill()
+                self._schedule()
+            for w in self.workers:
+                if w.proc is not None and not w.running:
+                    self.figures.kills += 1
+                    try:
+                        w.start(wait=True)
+                    except Exception:
+                        w.proc = None
+            self._stop.wait(0.2)
+
+
+class Harness:
+    def __init__(
+        self,
+        engine: Engine,
+        valkey: ValkeyProcess,
+        observer_url: str,
+        *,
+        workers: int = 1,
+        crash: str = "",
+    ) -> None:
+        self.engine = engine
+        self.valkey = valkey
+        self.prefix = f"chaos:{uuid.uuid4().hex[:8]}:"
+        self.app = ChaosApp(engine.client(), valkey.url, observer_url, self.prefix)
+        self.mf = self.app.mf
+        self.figures = Figures()
+        self.expect: list[Expectation] = []
+        once_dir = tempfile.mkdtemp(prefix="mageflow-chaos-once-")
+        env = {
+            "REDIS_URL": valkey.url,
+            "CHAOS_OBSERVER_URL": observer_url,
+            "CHAOS_PREFIX": self.prefix,
+        }
+        if crash:
+            env["MAGEFLOW_TEST_CRASH"] = crash
+            env["MAGEFLOW_TEST_CRASH_ONCE_DIR"] = once_dir
+        self.workers = [
+            WorkerProcess("tests.chaos.chaos_worker", engine.worker_env(env), name=f"chaos-{i}")
+            for i in range(workers)
+        ]
+        self.supervisor = Supervisor(self.workers, self.figures)
+
+    def __enter__(self) -> Harness:
+        self.mf.runtime.install()
+        for w in self.workers:
+            w.start(wait=False)
+        for w in self.workers:
+            w.wait_ready()
+        self.supervisor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.supervisor.stop()
+        for w in self.workers:
+            w.stop(timeout=5)
+
+    # -- workload -----------------------------------------------------------------
+
+    async def root(self, fail_times: int = 0, sleep: float = 0.0, hang_calls: int = 0) -> str:
+        ok = await mageflow.asign("chaos-step", tag="ok")
+        err = await mageflow.asign("chaos-step", tag="err")
+        sig = await mageflow.asign("chaos-work", success_callbacks=[ok], error_callbacks=[err])
+        await sig.aio_run_no_wait(
+            Work(tag="root", fail_times=fail_times, sleep=sleep, hang_calls=hang_calls)
+        )
+        # retries=2 on chaos-work: a third failure is final
+        outcome = "done" if fail_times <= 2 else "failed"
+        self.expect.append(Expectation(sig.key, outcome, ok.key, err.key))
+        return sig.key
+
+    async def chain(self, steps: int = 3) -> str:
+        members = [await mageflow.asign("chaos-step", tag=f"s{i}") for i in range(steps)]
+        ok = await mageflow.asign("chaos-step", tag="chain-ok")
+        chain = await mageflow.achain(members, success=[ok])
+        await chain.aio_run_no_wait({"tag": "chain"})
+        self.expect.append(Expectation(chain.key, "done", ok.key, None, [m.key for m in members]))
+        return chain.key
+
+    async def swarm(self, size: int = 4) -> str:
+        members = [await mageflow.asign("chaos-step", tag=f"m{i}") for i in range(size)]
+        ok = await mageflow.asign("chaos-step", tag="swarm-ok")
+        swarm = await mageflow.aswarm(tasks=members, success_callbacks=[ok], is_swarm_closed=True)
+        await swarm.aio_run_no_wait({"tag": "swarm"})
+        self.expect.append(Expectation(swarm.key, "done", ok.key, None, [m.key for m in members]))
+        return swarm.key
+
+    async def mixed(self, n: int) -> None:
+        """n roots (some failing once or twice, some finally), plus chains and swarms."""
+        for i in range(n):
+            kind = i % 6
+            if kind == 4:
+                await self.chain()
+            elif kind == 5:
+                await self.swarm()
+            else:
+                await self.root(fail_times=(0, 1, 2, 3)[kind], sleep=random.uniform(0.2, 1.0))
+
+    # -- settling and checking ------------------------------------------------------
+
+    def all_keys(self) -> list[str]:
+        keys: list[str] = []
+        for e in self.expect:
+            keys.append(e.key)
+            keys.extend(k for k in (e.ok_callback, e.err_callback) if k)
+            keys.extend(e.members)
+        return keys
+
+    async def statuses(self, keys: Sequence[str]) -> dict[str, str | None]:
+        client = self.mf.runtime.store.client
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            pipe.hget(self.mf.runtime.store.keys.sig(k), F.status)
+        got = await pipe.execute()
+        return dict(zip(keys, got, strict=True))
+
+    async def _expected_terminal(self) -> dict[str, str | None]:
+        st = await self.statuses([e.key for e in self.expect])
+        # the callback that must fire is part of "settled"
+        cbs = [(e.ok_callback if e.outcome == "done" else e.err_callback) for e in self.expect]
+        st.update(await self.statuses([c for c in cbs if c]))
+        return st
+
+    async def settle(self, timeout: float) -> None:
+        """Wait until every root and the callback it should fire is terminal (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                st = await self._expected_terminal()
+            except Exception:
+                await asyncio.sleep(0.5)
+                continue
+            if all(v in TERMINAL for v in st.values()):
+                # let late duplicates (if any) show up before counting
+                await asyncio.sleep(3)
+                return
+            await asyncio.sleep(0.5)
+
+    async def _engine_gave_up(self, key: str) -> bool:
+        """Whether the signature's engine run ended without MageFlow hearing of it."""
+        run_id = await self.mf.runtime.store.client.hget(self.mf.runtime.store.keys.sig(key), F.run)
+        if not run_id:
+            return False
+        try:
+            status = await self.mf.hatchet.runs.aio_get_status(run_id)
+        except Exception:
+            return False
+        return status in (V1TaskStatus.FAILED, V1TaskStatus.CANCELLED, V1TaskStatus.COMPLETED)
+
+    async def ran(self, key: str) -> set[str]:
+        return set(await self.app.observer.smembers(f"{self.prefix}ran:{key}"))
+
+    async def verdict(self) -> Figures:
+        fig = self.figures
+        keys = self.all_keys()
+        fig.signatures = len(keys)
+        st = await self.statuses(keys)
+
+        async def once(key: str, what: str) -> None:
+            runs = await self.ran(key)
+            if not runs:
+                fig.lost.append(f"{what} {key} never ran")
+            elif len(runs) > 1:
+                fig.duplicated.append(f"{what} {key} ran in {len(runs)} runs")
+
+        async def never(key: str, what: str) -> None:
+            if await self.ran(key):
+                fig.duplicated.append(f"{what} {key} ran but must not")
+
+        for e in self.expect:
+            s = st[e.key]
+            if s not in TERMINAL:
+                (fig.needs_reconciler if await self._engine_gave_up(e.key) else fig.stuck).append(
+                    f"{e.key} is {s}"
+                )
+                continue
+            if s != e.outcome:
+                fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
+                continue
+            fire = e.ok_callback if e.outcome == "done" else e.err_callback
+            quiet = e.err_callback if e.outcome == "done" else e.ok_callback
+            if fire:
+                await once(fire, "callback")
+            if quiet:
+                await never(quiet, "callback")
+            for m in e.members:
+                await once(m, "member")
+        reported = {e.key for e in self.expect}
+        for k in keys:
+            s = st[k]
+            # a callback that must not fire stays pending by design
+            if k not in reported and s is not None and s not in TERMINAL and s != "pending":
+                fig.stuck.append(f"{k} left {s}")
+        return fig
+
+
+def long_run() -> bool:
+    return os.environ.get("MAGEFLOW_CHAOS_LONG", "") not in ("", "0")
+
+
+def report(name: str, fig: Figures) -> str:
+    line = f"chaos {name}: {fig.line()}"
+    print(line)
+    path = os.environ.get("MAGEFLOW_CHAOS_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    return line
+
+
+def details(fig: Figures) -> dict[str, Any]:
+    return {
+        "lost": fig.lost[:10],
+        "duplicated": fig.duplicated[:10],
+        "wrong": fig.wrong[:10],
+        "stuck": fig.stuck[:10],
+        "needs_reconciler": fig.needs_reconciler[:10],
+    }

@@ -1,0 +1,38 @@
+"""Worker subprocess of the fault-injection suite: serves every task of ``chaos_app``.
+
+Env: the Hatchet client variables, ``REDIS_URL`` (the chaos valkey),
+``CHAOS_OBSERVER_URL``, ``CHAOS_PREFIX``, and optionally ``MAGEFLOW_TEST_CRASH``
+/ ``MAGEFLOW_TEST_CRASH_ONCE_DIR`` (mageflow._crash).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+from hatchet_sdk import Hatchet
+
+from tests.chaos.chaos_app import ChaosApp
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO)
+    app = ChaosApp(
+        Hatchet(),
+        os.environ["REDIS_URL"],
+        os.environ["CHAOS_OBSERVER_URL"],
+        os.environ["CHAOS_PREFIX"],
+    )
+    worker = app.mf.worker(
+        "mageflow-chaos",
+        slots=20,
+        workflows=list(app.tasks.values()),
+        recover_every=timedelta(seconds=1),
+        recover_after=timedelta(seconds=5),
+    )
+    worker.start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Fault injection on a real engine and a real Redis (issue 7); see docs/testing.md.
+
+The short run is part of ``uv run pytest``; ``MAGEFLOW_CHAOS_LONG=1 uv run
+pytest tests/chaos -m chaos`` runs the long one (at least 200 worker kills).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.chaos._harness import Harness, details, long_run, report
+from tests.chaos._valkey import ValkeyProcess
+from tests.e2e._engine import Engine
+from tests.e2e._worker import wait_until
+
+pytestmark = pytest.mark.timeout(1800 if long_run() else 400)
+
+
+@pytest.fixture(scope="session")
+def chaos_valkey() -> Iterator[ValkeyProcess]:
+    server = ValkeyProcess()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def harness_args(
+    hatchet_engine: Engine, chaos_valkey: ValkeyProcess, redis_url: str
+) -> tuple[Engine, ValkeyProcess, str]:
+    if chaos_valkey.proc is None or chaos_valkey.proc.poll() is not None:
+        chaos_valkey.start()
+    return hatchet_engine, chaos_valkey, redis_url
+
+
+async def verdict(name: str, h: Harness, *, reconciler_allowed: bool = False) -> None:
+    fig = await h.verdict()
+    line = report(name, fig)
+    assert fig.ok, f"{line}\n{details(fig)}"
+    if not reconciler_allowed:
+        assert not fig.needs_reconciler, f"{line}\n{details(fig)}"
+
+
+async def test_two_worker_kills_then_one_failure_is_retried_and_succeeds(
+    harness_args: tuple[Engine, ValkeyProcess, str],
+) -> None:
+    # issue 7 case 5: retries=2. The worker dies twice during the run (the
+    # engine counts both as attempts), then the body fails once: MageFlow
+    # still has both retries, so the signature is retried (as a new run: the
+    # engine has no attempt left) and its success callback fires once.
+    with Harness(*harness_args) as h:
+        key = await h.root(fail_times=1, hang_calls=2)
+        hanging = f"{h.prefix}hanging:{key}"
+        for n in (1, 2):
+            await wait_until(
+                lambda n=n: _is(h, hanging, n), timeout=120, message=f"call {n} hanging"
+            )
+            h.workers[0].kill()
+        await h.settle(timeout=180)
+        await verdict("two-kills-then-failure", h)
+        assert int(await h.app.observer.get(f"{h.prefix}calls:{key}") or 0) == 4
+
+
+async def _is(h: Harness, key: str, n: int) -> bool:
+    return int(await h.app.observer.get(key) or 0) == n
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        "begin:before:0.3,begin:after:0.3",
+        "finish:before:0.3,finish:after:0.3,dispatch:after:0.3",
+    ],
+    ids=["around-begin", "around-finish"],
+)
+async def test_crash_points_inside_the_runtime(
+    harness_args: tuple[Engine, ValkeyProcess, str], crash: str
+) -> None:
+    # every point kills at most once per signature (MAGEFLOW_TEST_CRASH_ONCE_DIR)
+    with Harness(*harness_args, crash=crash) as h:
+        await h.mixed(12)
+        await h.settle(timeout=240)
+        await verdict(f"crash-points[{crash}]", h, reconciler_allowed=True)
+        assert h.figures.kills > 0
+
+
+async def test_redis_killed_and_restarted_while_runs_finish_and_fail(
+    harness_args: tuple[Engine, ValkeyProcess, str],
+) -> None:
+    # issue 7 case 6: valkey (AOF, fsync always) SIGKILLed and restarted twice,
+    # while runs record successes and retryable failures
+    engine, valkey, observer = harness_args
+    with Harness(engine, valkey, observer) as h:
+        for i in range(16):
+            await h.root(fail_times=(0, 1, 2, 3)[i % 4], sleep=0.3 + 0.1 * (i % 8))
+        for _ in range(2):
+            await asyncio.sleep(1.2)
+            await asyncio.to_thread(valkey.restart_after, 1.6)
+            h.figures.redis_restarts += 1
+        await h.settle(timeout=240)
+        await verdict("redis-restart", h)
+
+
+async def test_redis_paused(harness_args: tuple[Engine, ValkeyProcess, str]) -> None:
+    engine, valkey, observer = harness_args
+    with Harness(engine, valkey, observer) as h:
+        await h.mixed(12)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(valkey.pause, 3.0)
+        h.figures.redis_pauses += 1
+        await h.settle(timeout=180)
+        await verdict("redis-pause", h)
+
+
+async def test_random_worker_kills(harness_args: tuple[Engine, ValkeyProcess, str]) -> None:
+    # short: a handful of kills; long (MAGEFLOW_CHAOS_LONG=1): at least 200
+    target = 200 if long_run() else 4
+    with Harness(*harness_args, workers=2) as h:
+        h.supervisor.kill_every = (1.5, 3.0) if long_run() else (3.0, 5.0)
+        started = time.monotonic()
+        while h.figures.kills < target:
+            await h.mixed(6)
+            await asyncio.sleep(2.0)
+            if not long_run() and time.monotonic() - started > 60:
+                break
+        h.supervisor.kill_every = None
+        await h.settle(timeout=600 if long_run() else 180)
+        await verdict(
+            "random-kills-long" if long_run() else "random-kills", h, reconciler_allowed=True
+        )
