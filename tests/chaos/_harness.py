@@ -125,6 +125,8 @@ class Harness:
         *,
         workers: int = 1,
         crash: str = "",
+        crash_once_per: str = "signature",
+        lost_worker_attempts: int = 3,
     ) -> None:
         self.engine = engine
         self.valkey = valkey
@@ -138,10 +140,12 @@ class Harness:
             "REDIS_URL": valkey.url,
             "CHAOS_OBSERVER_URL": observer_url,
             "CHAOS_PREFIX": self.prefix,
+            "CHAOS_LOST_WORKER_ATTEMPTS": str(lost_worker_attempts),
         }
         if crash:
             env["MAGEFLOW_TEST_CRASH"] = crash
             env["MAGEFLOW_TEST_CRASH_ONCE_DIR"] = once_dir
+            env["MAGEFLOW_TEST_CRASH_ONCE_PER"] = crash_once_per
         self.workers = [
             WorkerProcess("tests.chaos.chaos_worker", engine.worker_env(env), name=f"chaos-{i}")
             for i in range(workers)
@@ -243,16 +247,18 @@ class Harness:
                 return
             await asyncio.sleep(0.5)
 
-    async def _engine_gave_up(self, key: str) -> bool:
-        """Whether the signature's engine run ended without MageFlow hearing of it."""
-        run_id = await self.mf.runtime.store.client.hget(self.mf.runtime.store.keys.sig(key), F.run)
+    async def engine_state(self, key: str) -> tuple[bool, str]:
+        """Whether the signature's engine run ended without MageFlow hearing of it, and why."""
+        store = self.mf.runtime.store
+        run_id, dispatch = await store.client.hmget(store.keys.sig(key), [F.run, F.dispatch])
         if not run_id:
-            return False
+            return False, f"no run (dispatch {dispatch})"
         try:
             status = await self.mf.hatchet.runs.aio_get_status(run_id)
-        except Exception:
-            return False
-        return status in (V1TaskStatus.FAILED, V1TaskStatus.CANCELLED, V1TaskStatus.COMPLETED)
+        except Exception as exc:
+            return False, f"run {run_id}: {type(exc).__name__}"
+        ended = (V1TaskStatus.FAILED, V1TaskStatus.CANCELLED, V1TaskStatus.COMPLETED)
+        return status in ended, f"run {run_id} {status}"
 
     async def ran(self, key: str) -> set[str]:
         return set(await self.app.observer.smembers(f"{self.prefix}ran:{key}"))
@@ -277,9 +283,8 @@ class Harness:
         for e in self.expect:
             s = st[e.key]
             if s not in TERMINAL:
-                (fig.needs_reconciler if await self._engine_gave_up(e.key) else fig.stuck).append(
-                    f"{e.key} is {s}"
-                )
+                gave_up, why = await self.engine_state(e.key)
+                (fig.needs_reconciler if gave_up else fig.stuck).append(f"{e.key} is {s}: {why}")
                 continue
             if s != e.outcome:
                 fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
@@ -297,7 +302,8 @@ class Harness:
             s = st[k]
             # a callback that must not fire stays pending by design
             if k not in reported and s is not None and s not in TERMINAL and s != "pending":
-                fig.stuck.append(f"{k} left {s}")
+                gave_up, why = await self.engine_state(k)
+                (fig.needs_reconciler if gave_up else fig.stuck).append(f"{k} left {s}: {why}")
         return fig
 
 

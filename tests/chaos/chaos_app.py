@@ -39,11 +39,19 @@ class Loose(BaseModel):
 
 
 class ChaosApp:
-    def __init__(self, hatchet: Hatchet, redis_url: str, observer_url: str, prefix: str) -> None:
+    def __init__(
+        self,
+        hatchet: Hatchet,
+        redis_url: str,
+        observer_url: str,
+        prefix: str,
+        lost_worker_attempts: int = 3,
+    ) -> None:
         self.mf = Mageflow(
             hatchet,
             redis_url,
             config=MageflowConfig(key_prefix=prefix, lock_wait=timedelta(seconds=5)),
+            lost_worker_attempts=lost_worker_attempts,
         )
         self.observer = aioredis.Redis.from_url(observer_url, decode_responses=True)
         obs = self.observer

@@ -23,6 +23,7 @@ def main() -> None:
         os.environ["REDIS_URL"],
         os.environ["CHAOS_OBSERVER_URL"],
         os.environ["CHAOS_PREFIX"],
+        lost_worker_attempts=int(os.environ.get("CHAOS_LOST_WORKER_ATTEMPTS", "3")),
     )
     worker = app.mf.worker(
         "mageflow-chaos",

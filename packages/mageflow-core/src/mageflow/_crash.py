@@ -12,6 +12,9 @@ suite (``tests/chaos``, see docs/testing.md) and is not a user feature.
 ``MAGEFLOW_TEST_CRASH_ONCE_DIR``
     When set, each point kills at most once per signature: a marker file in
     this directory remembers it, so the run's redelivery gets past the point.
+``MAGEFLOW_TEST_CRASH_ONCE_PER``
+    ``signature`` (default) or ``point``: with ``point``, each point kills at
+    most once in all (a short, deterministic run).
 
 The kill takes the worker's whole process group when the worker runs in a
 session of its own (as the tests start it), like a machine loss.
@@ -47,6 +50,7 @@ def _parse(raw: str | None) -> dict[str, float] | None:
 
 _ACTIVE = _parse(os.environ.get("MAGEFLOW_TEST_CRASH"))
 _ONCE_DIR = os.environ.get("MAGEFLOW_TEST_CRASH_ONCE_DIR")
+_PER_POINT = os.environ.get("MAGEFLOW_TEST_CRASH_ONCE_PER") == "point"
 
 
 def crash_point(point: str, key: str) -> None:
@@ -57,7 +61,7 @@ def crash_point(point: str, key: str) -> None:
     if chance is None or random.random() >= chance:
         return
     if _ONCE_DIR:
-        digest = hashlib.sha1(f"{point}|{key}".encode()).hexdigest()
+        digest = hashlib.sha1(f"{point}|{'' if _PER_POINT else key}".encode()).hexdigest()
         marker = Path(_ONCE_DIR) / digest
         try:
             marker.touch(exist_ok=False)

@@ -131,8 +131,15 @@ def make_wrapper(
             or (meant_for is not None and meant_for not in (name, name[len(namespace) :]))
         ):
             # a direct run, or a run started from inside a signature's task that
-            # inherited its metadata: not a signature run of this task
-            return await call_user(input, ctx, None)
+            # inherited its metadata: not a signature run of this task. The
+            # engine has extra attempts for lost workers (lost_worker_attempts);
+            # a direct run's failures still end after `retries` retries.
+            try:
+                return await call_user(input, ctx, None)
+            except Exception as exc:
+                if ctx.attempt_number > retries and not isinstance(exc, NonRetryableException):
+                    raise NonRetryableException(f"{type(exc).__name__}: {exc}") from exc
+                raise
 
         # Stop a little before Hatchet's own deadline so the timeout is
         # counted by MageFlow (a retry, or on the last attempt the final

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from hatchet_sdk import EmptyModel, Hatchet, Worker
 from hatchet_sdk.runnables.types import ValidTaskReturnType
 from hatchet_sdk.runnables.workflow import BaseWorkflow, Standalone
-from mageflow import MageflowConfig, MageflowRuntime
+from mageflow import MageflowConfig, MageflowRuntime, MageflowValidationError
 from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
 from thirdmagic.signature import (
@@ -76,11 +76,21 @@ class HatchetMageflow(Hatchet):
         redis_client: aioredis.Redis | str | None = None,
         param_config: AcceptParams = AcceptParams.NO_CTX,
         config: MageflowConfig | None = None,
+        lost_worker_attempts: int = 3,
     ) -> None:
         # No Hatchet.__init__: that would open a second connection. The
         # wrapped client's state is all a Hatchet is, so share it.
         vars(self).update(vars(hatchet_client))
         self.hatchet = hatchet_client
+        if lost_worker_attempts < 0:
+            raise MageflowValidationError(
+                f"lost_worker_attempts: expected an int >= 0, got {lost_worker_attempts!r}"
+            )
+        # Hatchet spends an attempt on a worker it lost; MageFlow does not.
+        # The engine gets this many attempts more than `retries`, so a lost
+        # worker rarely leaves a run with no attempt; MageFlow's own count
+        # still ends the run after exactly `retries` application failures.
+        self.lost_worker_attempts = lost_worker_attempts
         self.param_config = AcceptParams(param_config)
         self.task_manager = HatchetTaskManager(hatchet_client)
         self.runtime: MageflowRuntime = mageflow.configure(redis_client, self.task_manager, config)
@@ -92,6 +102,8 @@ class HatchetMageflow(Hatchet):
         if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
             model = None
 
+        retries = int(options.get("retries", 0))
+
         def wrap(fn: Callable[..., Any]) -> Any:
             registered: list[Any] = []
             wrapper = make_wrapper(
@@ -102,11 +114,12 @@ class HatchetMageflow(Hatchet):
                 param_config=self.param_config,
                 execution_timeout=options.get("execution_timeout"),
                 namespace=self.hatchet.namespace or "",
-                retries=int(options.get("retries", 0)),
+                retries=retries,
             )
-            task = decorator(**options)(wrapper)
+            engine_options = {**options, "retries": retries + self.lost_worker_attempts}
+            task = decorator(**engine_options)(wrapper)
             registered.append(task)
-            self.task_manager.register(task, task.name, model, int(options.get("retries", 0)))
+            self.task_manager.register(task, task.name, model, retries)
             return task
 
         return wrap
