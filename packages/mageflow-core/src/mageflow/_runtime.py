@@ -25,6 +25,7 @@ from thirdmagic.errors import (
     SignatureNotFoundError,
     StoreError,
 )
+from thirdmagic.outcome import ContainerProgress, resolve_error_field
 from thirdmagic.signature import (
     ChainSignature,
     Signature,
@@ -36,7 +37,8 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
-from mageflow import _merge
+from mageflow import _control, _merge
+from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter, error_payload
 from mageflow._store.redis_store import LockedSignal, OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.lifecycle import HANDLERS
@@ -117,6 +119,7 @@ class MageflowRuntime:
         self.store = store
         self.manager = manager
         self.config: MageflowConfig = store.config
+        self.results = ResultWaiter(store)
         attach = getattr(manager, "attach", None)
         if callable(attach):
             attach(self)
@@ -340,6 +343,25 @@ class MageflowRuntime:
         plain = {name: to_json_value(v, field=f"kwargs.{name}") for name, v in values.items()}
         await self._waiting_for_lock(key, lambda: self.store.update_kwargs(key, plain, _token(key)))
 
+    # -- outcomes and steering (see _results.py, _control.py) -------------------
+
+    async def result(
+        self, key: str, timeout: float | None = None, poll_interval: float = DEFAULT_POLL_INTERVAL
+    ) -> Any:
+        return await self.results.wait(key, timeout, poll_interval)
+
+    async def cancel(self, key: str, *, error_callbacks: bool = False) -> TaskStatus:
+        return await _control.cancel(self, key, error_callbacks=error_callbacks)
+
+    async def retry(self, key: str) -> TaskStatus:
+        return await _control.retry(self, key)
+
+    async def clone(self, signature: Signature, changes: dict[str, Any]) -> Signature:
+        return await _control.clone(self, signature, changes)
+
+    async def progress(self, key: str) -> ContainerProgress:
+        return await _control.progress(self, key)
+
     # -- used by lifecycle handlers -------------------------------------------
 
     async def cancel_run(self, key: str, run_id: str) -> None:
@@ -458,7 +480,7 @@ class MageflowRuntime:
                     key,
                     request.run_id,
                     succeeded=False,
-                    payload=f"{type(exc).__name__}: {exc}",
+                    payload=error_payload(exc, key),
                     original=data,
                 )
             raise
@@ -525,6 +547,9 @@ class MageflowRuntime:
         else:
             original = entry.value if isinstance(entry.value, dict) else {}
             data = _merge.error_callback_input(original, bound)
+            marked = resolve_error_field(model) if entry.error is not None else None
+            if marked is not None:
+                data[marked] = entry.error
         return DispatchRequest(
             task_name=entry.task_name,
             input=data,

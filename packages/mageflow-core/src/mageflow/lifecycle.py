@@ -47,6 +47,10 @@ _SIDE_EFFECTS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {
     (_S.SUSPENDED, _E.RESUME): _replay,
     (_S.INTERRUPTED, _E.RESUME): _replay,
     (_S.PENDING, _E.RESUME): _replay,
+    (_S.ACTIVE, _E.CANCEL): _cancel_running,
+    (_S.SUSPENDED, _E.CANCEL): _cancel_running,
+    (_S.FAILED, _E.RETRY): _replay,
+    (_S.CANCELED, _E.RETRY): _replay,
 }
 
 HANDLERS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {

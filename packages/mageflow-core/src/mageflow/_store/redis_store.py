@@ -25,6 +25,7 @@ from thirdmagic.errors import (
     SwarmClosedError,
     SwarmFullError,
 )
+from thirdmagic.outcome import ErrorDetails
 from thirdmagic.signature import AnySignature, ChainSignature, Signature, SwarmSignature
 from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
@@ -69,6 +70,7 @@ class OutboxEntry:
     mode: str = "merge"
     value: Any = None
     inherited: dict[str, Any] = field(default_factory=dict)
+    error: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,7 @@ class RedisStore:
             "model_validators",
             "task_identifiers",
             "kwargs",
+            "error",
         }
         for name, value in data.items():
             if name not in common:
@@ -272,6 +275,8 @@ class RedisStore:
                     if name.startswith(S.KWARG_PREFIX)
                 },
             }
+            if S.F_ERROR in flat:
+                data["error"] = ErrorDetails.from_stored(json.loads(flat[S.F_ERROR]))
             for name, value in flat.items():
                 if name.startswith(S.XFIELD_PREFIX):
                     data[name[len(S.XFIELD_PREFIX) :]] = json.loads(value)
@@ -407,6 +412,7 @@ class RedisStore:
                 mode=item.get("mode") or "merge",
                 value=json.loads(item["v"]) if isinstance(item.get("v"), str) else None,
                 inherited=plain(item.get("pkw")),
+                error=json.loads(item["er"]) if isinstance(item.get("er"), str) else None,
             )
             for item in items
         ]
@@ -445,6 +451,14 @@ class RedisStore:
             raise self._missing(key)
         if code == "invalid":
             raise InvalidTransitionError(key, _text(reply[1]), event.value)
+        if code == "noretry":
+            raise InvalidTransitionError(
+                key,
+                _text(reply[1]),
+                event.value,
+                f"signature {key!r} cannot be retried: {_text(reply[2])}; "
+                "use clone() for a fresh copy",
+            )
         kind, task_name = _text(reply[-2]), _text(reply[-1])
         if code == "noop":
             last = _text(reply[2])

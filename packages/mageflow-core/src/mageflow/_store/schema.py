@@ -9,6 +9,17 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
     P swarm:<key>:m list    a swarm's members in admission order (append-only)
     P swarm:<key>:q list    members admitted but not started yet (FIFO)
     P swarm:<key>:res hash  admission index -> member result (JSON)
+    P idx:s:<status> zset   signature keys by time they entered the status
+    P idx:t:<task>  zset    signature keys of a task name by creation time
+    P idx:i:<name>=<value>  zset  keys by task identifier, by creation time
+                            (a string value as is, any other as JSON)
+    P idx:roots     zset    keys that are neither members nor callbacks,
+                            by creation time
+    P ev:<key>      channel the new status, published on every change
+
+Every index write trims entries older than the TTL of the write (active
+TTL, done TTL for finished statuses), so indexes are bounded like the
+signatures; readers skip entries whose signature has expired.
 
 Container fields: chain ``x:tasks`` (member keys), ``ci`` current step;
 swarm ``x:config``, ``x:is_swarm_closed``, counters ``n`` admitted, ``run``
@@ -22,7 +33,8 @@ Signature hash fields: ``_v`` schema version; ``kind``; ``t`` task name;
 (JSON lists); ``ti`` identifiers (JSON); ``s``/``ls`` status and previous
 status; ``d`` current dispatch id; ``r`` run id that owns the signature;
 ``m`` input of the current/last run; ``pm`` input of a parked run; ``ob``
-outbox of callbacks claimed at completion (JSON); ``res``/``err`` outcome;
+outbox of callbacks claimed at completion (JSON); ``res``/``err`` outcome
+(``err`` is JSON error details: type, message, traceback);
 ``k:<name>`` one bound kwarg each, as JSON; ``x:<name>`` container fields.
 
 Keeping each kwarg in its own field makes ``kwargs.aupdate`` a plain HSET
@@ -126,6 +138,23 @@ class Keys:
     def swarm_results(self, key: str) -> str:
         return f"{self.prefix}swarm:{key}:res"
 
+    def by_status(self, status: str) -> str:
+        return f"{self.prefix}idx:s:{status}"
+
+    def by_task(self, task_name: str) -> str:
+        return f"{self.prefix}idx:t:{task_name}"
+
+    def by_identifier(self, name: str, value: str) -> str:
+        return f"{self.prefix}idx:i:{name}={value}"
+
+    @property
+    def roots(self) -> str:
+        return f"{self.prefix}idx:roots"
+
+    def events(self, key: str) -> str:
+        """Pub/sub channel on which every status change of ``key`` is published."""
+        return f"{self.prefix}ev:{key}"
+
 
 def _lua_transition_table() -> str:
     pairs = {
@@ -177,6 +206,25 @@ local function unpend(pk, k)
   redis.call('ZREM', pk, k)
   redis.call('HDEL', k, 'ce')
 end
+-- Query indexes (sorted sets under P idx:, see Keys): each write trims what
+-- is older than the TTL it is given, so an index never outlives the
+-- signatures it lists by more than one TTL and stays bounded without SCAN.
+local function prefix_of(k) return string.match(k, '^(.-)sig:') end
+local function index(z, now, member, ttl)
+  redis.call('ZADD', z, now, member)
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now - tonumber(ttl))
+  redis.call('PEXPIRE', z, ttl)
+end
+-- Every status change goes through here: the status index follows it and
+-- whoever waits for the signature (mageflow.result) is told on its channel.
+local function setst(k, old, new, ttl)
+  redis.call('HSET', k, 's', new, 'ls', old)
+  local P = prefix_of(k)
+  local key = string.sub(k, #P + 5)
+  if old and old ~= new then redis.call('ZREM', P .. 'idx:s:' .. old, key) end
+  index(P .. 'idx:s:' .. new, now_ms(), key, ttl)
+  redis.call('PUBLISH', P .. 'ev:' .. key, new)
+end
 """
 
 # KEYS: sig, required keys... ARGV: active_ttl, number of leading required
@@ -202,9 +250,23 @@ for i = 2, #KEYS do
 end
 redis.call('HSET', k, unpack(ARGV, 4))
 redis.call('PEXPIRE', k, ARGV[1])
+local P = prefix_of(k)
+local now = now_ms()
+local f = redis.call('HMGET', k, 's', 't', 'ti')
+index(P .. 'idx:s:' .. f[1], now, ARGV[3], ARGV[1])
+index(P .. 'idx:t:' .. f[2], now, ARGV[3], ARGV[1])
+index(P .. 'idx:roots', now, ARGV[3], ARGV[1])
+if f[3] then
+  for name, v in pairs(cjson.decode(f[3])) do
+    if type(v) ~= 'string' then v = cjson.encode(v) end
+    index(P .. 'idx:i:' .. name .. '=' .. v, now, ARGV[3], ARGV[1])
+  end
+end
 for i = 2, #KEYS do
   if i <= members + 1 then redis.call('HSET', KEYS[i], 'p', ARGV[3], 'pi', i - 2) end
   redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT')
+  -- members and callbacks are part of another flow, not roots of their own
+  redis.call('ZREM', P .. 'idx:roots', string.sub(KEYS[i], #P + 5))
 end
 return {'ok'}
 """
@@ -252,7 +314,8 @@ local did, run = ARGV[1], ARGV[2]
 if d == did or terminal(s) then unpend(KEYS[3], k) end
 if s == 'pending' then
   if d and d ~= did then return {'skip', 'stale'} end
-  redis.call('HSET', k, 's', 'active', 'ls', 'pending', 'r', run, 'm', ARGV[3], 'd', did)
+  setst(k, 'pending', 'active', ARGV[4])
+  redis.call('HSET', k, 'r', run, 'm', ARGV[3], 'd', did)
   redis.call('HDEL', k, 'pm')
   redis.call('PEXPIRE', k, ARGV[4])
   return {'run', redis.call('HGETALL', k)}
@@ -306,7 +369,7 @@ local function read(full)
   end
   return kw, meta
 end
-local function claim(key, mode, v, pkw)
+local function claim(key, mode, v, pkw, er)
   local full = SP .. key
   if not kind_of(full) then return nil end
   local kw, meta = read(full)
@@ -318,15 +381,15 @@ local function claim(key, mode, v, pkw)
   redis.call('HSET', full, 'd', did)
   redis.call('PEXPIRE', full, ATTL, 'GT')
   local e = {key = key, did = did, t = meta['t'], mv = meta['mv'], kind = meta['kind'],
-             kw = kw, pkw = pkw or {}, mode = mode, v = v}
+             kw = kw, pkw = pkw or {}, mode = mode, v = v, er = er}
   pend(PENDING, full, cjson.encode(e))
   return e
 end
-local function claim_cbs(full, field, v, mode, out)
+local function claim_cbs(full, field, v, mode, out, er)
   local raw = redis.call('HGET', full, field)
   if not raw or raw == '[]' or raw == '{}' then return end
   for _, ck in ipairs(cjson.decode(raw)) do
-    local e = claim(ck, mode, v, {})
+    local e = claim(ck, mode, v, {}, er)
     if e then table.insert(out, e) end
   end
 end
@@ -358,6 +421,10 @@ local function swarm_fill(p, pf, out)
       table.insert(out, e)
     end
   end
+end
+local function swarm_err(pf)
+  local f = redis.call('HMGET', pf, 'bad', 'n')
+  return cjson.encode({type = 'SwarmFailed', message = (f[1] or '0') .. ' of ' .. (f[2] or '0') .. ' members failed'})
 end
 local function swarm_outcome(p, pf)
   local f = redis.call('HMGET', pf, 'x:is_swarm_closed', 'run', 'ok', 'bad', 'n')
@@ -391,13 +458,19 @@ local function keep_alive(pf, ttl, settled)
     end
   end
 end
+-- Returns the value reported upward: the result, or the error details.
 local function settle(pf, ps, outcome, value, input, out)
-  redis.call('HSET', pf, 's', outcome, 'ls', ps)
-  if outcome == 'done' then redis.call('HSET', pf, 'res', value) end
+  setst(pf, ps, outcome, DTTL)
+  if outcome == 'done' then redis.call('HSET', pf, 'res', value)
+  else
+    value = value or swarm_err(pf)
+    redis.call('HSET', pf, 'err', value)
+  end
   redis.call('PEXPIRE', pf, DTTL)
   keep_alive(pf, DTTL, true)
   if outcome == 'done' then claim_cbs(pf, 'sc', value, 'inject', out)
-  else claim_cbs(pf, 'ec', input or '{}', 'merge', out) end
+  else claim_cbs(pf, 'ec', input or '{}', 'merge', out, value) end
+  return value
 end
 -- A member ended: update its container in O(1), start what comes next, and
 -- settle the container (and, in turn, its own container) when it is complete.
@@ -425,12 +498,13 @@ local function bubble(child, ok_, value, input, out)
           else
             -- the next step is gone or already ran: the chain cannot go on
             outcome, pin = 'failed', input
+            pval = cjson.encode({type = 'ChainBroken', message = 'step ' .. (idx + 2) .. ' (' .. tasks[idx + 2] .. ') is gone or already ran'})
           end
         else
           outcome, pval = 'done', value
         end
       else
-        outcome, pin = 'failed', input
+        outcome, pin, pval = 'failed', input, value
       end
     elseif pk == 'swarm' then
       redis.call('HINCRBY', pf, 'run', -1)
@@ -445,6 +519,7 @@ local function bubble(child, ok_, value, input, out)
       local lim = cfg['stop_after_n_failures']
       if (not ok_) and type(lim) == 'number' and tonumber(redis.call('HGET', pf, 'bad')) >= lim then
         outcome, pin = 'failed', input
+        pval = swarm_err(pf)
       else
         swarm_fill(p, pf, out)
         local o, v = swarm_outcome(p, pf)
@@ -470,14 +545,14 @@ local function bubble(child, ok_, value, input, out)
       keep_alive(pf, ATTL, false)
       return
     end
-    settle(pf, ps, outcome, pval, pin, out)
+    pval = settle(pf, ps, outcome, pval, pin, out)
     child, ok_, value, input = p, outcome == 'done', pval, pin
   end
 end
 -- A container reached its outcome outside a member's completion (start of an
 -- empty swarm, close, resume): settle it and report to its own container.
 local function conclude(k, s, outcome, value, input, out)
-  settle(k, s, outcome, value, input, out)
+  value = settle(k, s, outcome, value, input, out)
   bubble(string.sub(k, #SP + 1), outcome == 'done', value, input, out)
 end
 local function encode(out)
@@ -512,8 +587,9 @@ if r ~= DIDP then return {'stale', s} end
 local out = {}
 local payload = ARGV[7]
 if succeed then claim_cbs(k, 'sc', payload, 'inject', out)
-else claim_cbs(k, 'ec', m or '{}', 'merge', out) end
-redis.call('HSET', k, 's', target, 'ls', s, succeed and 'res' or 'err', payload)
+else claim_cbs(k, 'ec', m or '{}', 'merge', out, payload) end
+setst(k, s, target, DTTL)
+redis.call('HSET', k, succeed and 'res' or 'err', payload)
 redis.call('HDEL', k, 'pm')
 redis.call('PEXPIRE', k, DTTL)
 bubble(string.sub(k, #SP + 1), succeed, payload, m or '{}', out)
@@ -555,7 +631,8 @@ elseif s == 'pending' and f[5] then
   starting = true
 end
 if starting then
-  redis.call('HSET', k, 's', 'active', 'ls', s, 'st', '1')
+  setst(k, s, 'active', ATTL)
+  redis.call('HSET', k, 'st', '1')
   redis.call('HDEL', k, 'pst')
   s = 'active'
   if kind == 'chain' then
@@ -661,12 +738,19 @@ TRANSITION: Final = (
 local k = KEYS[1]
 local bad = check(k); if bad then return bad end
 if locked(KEYS[2], ARGV[2]) then return {'locked'} end
-local st = redis.call('HMGET', k, 's', 'ls', 'pm', 'm', 'r', 'kind', 'st', 't')
+local st = redis.call('HMGET', k, 's', 'ls', 'pm', 'm', 'r', 'kind', 'st', 't', 'p')
 local kind, tname = st[6] or 'task', st[8] or ''
 local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
 local ev = ARGV[1]
 local target = T[s .. '|' .. ev]
 if not target then return {'invalid', s} end
+if ev == 'retry' then
+  -- a retry re-runs one task with its stored input; a container member would
+  -- report to a container that has settled, and a container has no input
+  if kind ~= 'task' then return {'noretry', s, 'it is a ' .. kind} end
+  if st[9] then return {'noretry', s, 'it is a member of ' .. st[9]} end
+  if not m then return {'noretry', s, 'it never received an input (run it instead)'} end
+end
 if target == 'previous' then target = ls or 'pending' end
 -- a container has no run of its own to replay: one that had started goes
 -- back to active, and its members are resumed one by one by the caller
@@ -685,14 +769,37 @@ if ev == 'resume' then
       redis.call('HGET', k, 'mv'), kind = 'task', kw = {}, pkw = {}, mode = 'merge', v = replay}))
     redis.call('HDEL', k, 'r')
   end
-elseif ev == 'interrupt' and r then
+elseif ev == 'retry' then
+  replay = m
+  target = 'pending'
+  redis.call('HSET', k, 'pm', m, 'd', ARGV[5])
+  redis.call('HDEL', k, 'r', 'res', 'err', 'ob')
+  pend(KEYS[3], k, cjson.encode({key = ARGV[6], did = ARGV[5], t = tname, mv =
+    redis.call('HGET', k, 'mv'), kind = 'task', kw = {}, pkw = {}, mode = 'merge', v = m}))
+  -- error callbacks that fired for the old outcome may fire for the new one
+  local raw = redis.call('HGET', k, 'ec')
+  if raw and raw ~= '[]' and raw ~= '{}' then
+    local SPX = prefix_of(k) .. 'sig:'
+    for _, ck in ipairs(cjson.decode(raw)) do
+      local cf = SPX .. ck
+      if kind_of(cf) then
+        local c = redis.call('HMGET', cf, 's', 'kind')
+        if terminal(c[1]) and (c[2] or 'task') == 'task' then
+          setst(cf, c[1], 'pending', ARGV[3])
+          redis.call('HDEL', cf, 'res', 'err', 'ob', 'r', 'd', 'm', 'pm', 'ce')
+          redis.call('PEXPIRE', cf, ARGV[3])
+        end
+      end
+    end
+  end
+elseif (ev == 'interrupt' or ev == 'cancel') and r then
   run = r
 end
 if target == s and not replay then
   slide(k, s, ARGV[3], ARGV[4])
   return {'noop', s, ls or '', run, kind, tname}
 end
-if target ~= s then redis.call('HSET', k, 's', target, 'ls', s) end
+if target ~= s then setst(k, s, target, terminal(target) and ARGV[4] or ARGV[3]) end
 slide(k, target, ARGV[3], ARGV[4])
 if replay then return {'replay', target, s, replay, ARGV[5], kind, tname} end
 return {'ok', target, s, run, kind, tname}
@@ -815,7 +922,24 @@ for _, full in ipairs(doomed) do
     end
   end
 end
-for _, full in ipairs(doomed) do redis.call('DEL', full) end
+local P = string.sub(sp, 1, #sp - 4)
+for _, full in ipairs(doomed) do
+  if string.sub(full, 1, #sp) == sp then
+    -- drop it from the query indexes (readers would skip it anyway)
+    local key = string.sub(full, #sp + 1)
+    local f = redis.call('HMGET', full, 's', 't', 'ti')
+    if f[1] then redis.call('ZREM', P .. 'idx:s:' .. f[1], key) end
+    if f[2] then redis.call('ZREM', P .. 'idx:t:' .. f[2], key) end
+    redis.call('ZREM', P .. 'idx:roots', key)
+    if f[3] then
+      for name, v in pairs(cjson.decode(f[3])) do
+        if type(v) ~= 'string' then v = cjson.encode(v) end
+        redis.call('ZREM', P .. 'idx:i:' .. name .. '=' .. v, key)
+      end
+    end
+  end
+  redis.call('DEL', full)
+end
 return {'ok', #doomed}
 """
 )
