@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_POLL_INTERVAL", "ResultWaiter", "error_payload", "read_outco
 log = logging.getLogger("mageflow.results")
 
 DEFAULT_POLL_INTERVAL = 5.0
-_TERMINAL = ("done", "failed", "canceled")
+_MAX_CONCURRENT_READS = 16
 
 
 def error_payload(exc: BaseException, key: str) -> dict[str, Any]:
@@ -89,6 +89,9 @@ class ResultWaiter:
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._lock = asyncio.Lock()
+        # Status reads of many waiters share a few connections: a thousand
+        # waiters must not need a thousand pooled connections at once.
+        self._reads = asyncio.Semaphore(_MAX_CONCURRENT_READS)
 
     async def _subscribe(self, channel: str, event: asyncio.Event) -> None:
         async with self._lock:
@@ -140,8 +143,8 @@ class ResultWaiter:
                     event.set()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.warning("result listener lost its connection; waiters poll", exc_info=True)
+        except Exception as exc:
+            log.info("result listener lost its connection (%s); waiters poll", exc)
             for waiters in list(self._waiters.values()):
                 for event in waiters:
                     event.set()  # re-read now; later waits re-subscribe
@@ -180,7 +183,8 @@ class ResultWaiter:
             while True:
                 # Read after subscribing: a change between the two is never missed.
                 event.clear()
-                status, value = await read_outcome(self.store, key)
+                async with self._reads:
+                    status, value = await read_outcome(self.store, key)
                 if status == "done":
                     return value
                 wait_for = poll_interval

@@ -27,6 +27,14 @@ class MageflowConfig(BaseModel):
     lock_wait: timedelta = timedelta(seconds=10)
     lock_poll_interval: timedelta = timedelta(milliseconds=20)
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_sig_marker(cls, value: str) -> str:
+        # The scripts find the prefix in a full key as the text before "sig:".
+        if "sig:" in value or any(c.isspace() for c in value):
+            raise ValueError("must not contain 'sig:' or whitespace")
+        return value
+
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

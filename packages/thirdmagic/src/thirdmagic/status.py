@@ -4,17 +4,17 @@ The table below is the single source of truth for the lifecycle: the Redis
 store compiles it into its Lua scripts, and the state machine in
 ``mageflow`` dispatches one handler per entry.
 
-================  ========  ========  ========  =========  ==========  ===========  ========  =======
-status \\ event    start     succeed   fail      suspend    interrupt   resume       cancel    retry
-================  ========  ========  ========  =========  ==========  ===========  ========  =======
-pending           active    ·         ·         suspended  interrupted  pending      canceled  ·
-active            active    done      failed    suspended  interrupted  active       canceled  ·
-suspended         suspended done      failed    suspended  interrupted  *previous*   canceled  ·
-interrupted       ·         ·         ·         ·          interrupted  pending      canceled  ·
-done              ·         done      ·         ·          ·           ·            ·         ·
-failed            ·         ·         failed    ·          ·           ·            ·         pending
-canceled          ·         ·         ·         ·          ·           ·            canceled  pending
-================  ========  ========  ========  =========  ==========  ===========  ========  =======
+=============== ========= ======= ====== ========= =========== ========== ======== =======
+status \\ event start     succeed fail   suspend   interrupt   resume     cancel   retry
+=============== ========= ======= ====== ========= =========== ========== ======== =======
+pending         active    ·       ·      suspended interrupted pending    canceled ·
+active          active    done    failed suspended interrupted active     canceled ·
+suspended       suspended done    failed suspended interrupted *previous* canceled ·
+interrupted     ·         ·       ·      ·         interrupted pending    canceled ·
+done            ·         done    ·      ·         ·           ·          ·        ·
+failed          ·         ·       failed ·         ·           ·          ·        pending
+canceled        ·         ·       ·      ·         ·           ·          canceled pending
+=============== ========= ======= ====== ========= =========== ========== ======== =======
 
 ``retry`` is the only way out of a terminal status: ``mageflow.retry`` takes
 a failed or canceled task back to ``pending`` and runs it again with its stored

@@ -695,6 +695,7 @@ for i = 1, cnt do
   redis.call('PEXPIRE', mf, ATTL, 'GT')
   redis.call('RPUSH', XP .. key .. ':m', mk)
   redis.call('RPUSH', XP .. key .. ':q', mk)
+  redis.call('ZREM', string.sub(SP, 1, #SP - 4) .. 'idx:roots', mk)
 end
 redis.call('HSET', k, 'n', n + cnt)
 for _, sfx in ipairs({':m', ':q'}) do redis.call('PEXPIRE', XP .. key .. sfx, ATTL) end
@@ -861,7 +862,11 @@ if sc == nil or ec == nil then return {'corrupt'} end
 if sc then redis.call('HSET', k, 'sc', sc) end
 if ec then redis.call('HSET', k, 'ec', ec) end
 redis.call('PEXPIRE', k, ARGV[2])
-for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT') end
+local P = prefix_of(k)
+for i = 3, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
+  redis.call('ZREM', P .. 'idx:roots', string.sub(KEYS[i], #P + 5))
+end
 return {'ok'}
 """
 )
