@@ -20,7 +20,7 @@ from mageflow.manager import (
 from pydantic import BaseModel
 from thirdmagic.errors import EngineError
 
-__all__ = ["HatchetTaskManager"]
+__all__ = ["HatchetTaskManager", "from_environment"]
 
 _T = TypeVar("_T")
 
@@ -169,3 +169,9 @@ class HatchetTaskManager:
         await self._engine(
             f"cancel of run {request.run_id!r}", self.hatchet.runs.aio_cancel(request.run_id)
         )
+
+
+def from_environment() -> HatchetTaskManager:
+    """A manager for tools (the ``mageflow`` CLI, the dashboard), configured from the
+    ``HATCHET_CLIENT_*`` environment variables; raises when they are missing."""
+    return HatchetTaskManager(Hatchet())

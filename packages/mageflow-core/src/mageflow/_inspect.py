@@ -1,0 +1,121 @@
+"""Plain-JSON views of stored signatures, for the CLI and the dashboard.
+
+``describe`` is one signature with everything the store keeps about it
+(input, result or error, run and dispatch ids, parent); ``flow_tree`` is a
+signature with its members and callbacks, recursively, with container
+counters. Both read; neither changes anything.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from thirdmagic.errors import SignatureNotFoundError
+from thirdmagic.signature import ChainSignature, Signature, SwarmSignature
+
+from mageflow import _control
+from mageflow._store import schema as S
+
+if TYPE_CHECKING:
+    from mageflow._runtime import MageflowRuntime
+
+__all__ = ["MAX_TREE_MEMBERS", "describe", "flow_tree"]
+
+MAX_TREE_MEMBERS = 200
+_MAX_DEPTH = 12
+_TERMINAL = ("done", "failed", "canceled")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _json_or_none(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+async def _raw(runtime: MageflowRuntime, key: str) -> dict[str, str]:
+    store = runtime.store
+    raw = await store._guard(lambda: store.client.hgetall(store.keys.sig(key)), key=key)
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _summary(sig: Signature, raw: dict[str, str]) -> dict[str, Any]:
+    error = sig.error.model_dump() if sig.error is not None else None
+    return {
+        "key": sig.key,
+        "kind": getattr(sig, "kind", "task"),
+        "task_name": sig.task_name,
+        "status": sig.status.value,
+        "last_status": sig.task_status.last_status.value if sig.task_status.last_status else None,
+        "created": sig.creation_time.isoformat(),
+        "task_identifiers": sig.task_identifiers,
+        "run_id": raw.get(S.F_RUN),
+        "error": error,
+        "terminal": sig.status.value in _TERMINAL,
+    }
+
+
+async def describe(runtime: MageflowRuntime, key: str) -> dict[str, Any]:
+    """Everything stored about ``key``; ``SignatureNotFoundError`` if nothing is."""
+    raw = await _raw(runtime, key)
+    if not raw:
+        raise SignatureNotFoundError(key)
+    sig = runtime.store.decode(key, raw)
+    out = _summary(sig, raw)
+    out.update(
+        {
+            "kwargs": dict(sig.kwargs),
+            "success_callbacks": sig.success_callbacks,
+            "error_callbacks": sig.error_callbacks,
+            "model_validators": sig.model_validators,
+            "input": _json_or_none(raw.get(S.F_INPUT) or raw.get("sv")),
+            "parked_input": _json_or_none(raw.get(S.F_PARKED)),
+            "result": _json_or_none(raw.get(S.F_RESULT)),
+            "dispatch_id": raw.get(S.F_DISPATCH),
+            "parent": raw.get("p"),
+            "ttl_ms": int(
+                await runtime.store._guard(
+                    lambda: runtime.store.client.pttl(runtime.store.keys.sig(key)), key=key
+                )
+            ),
+        }
+    )
+    if isinstance(sig, (ChainSignature, SwarmSignature)):
+        out["progress"] = (await _control.progress(runtime, key)).model_dump()
+        out["members"] = await runtime.store.members(sig)
+    if isinstance(sig, SwarmSignature):
+        out["config"] = sig.config.model_dump()
+        out["is_swarm_closed"] = sig.is_swarm_closed
+    return out
+
+
+async def flow_tree(runtime: MageflowRuntime, key: str, depth: int = 0) -> dict[str, Any]:
+    """``key`` with its members and callbacks as nested nodes (JSON-ready)."""
+    raw = await _raw(runtime, key)
+    if not raw:
+        if depth == 0:
+            raise SignatureNotFoundError(key)
+        return {"key": key, "kind": "missing", "status": "missing", "task_name": "?"}
+    sig = runtime.store.decode(key, raw)
+    node = _summary(sig, raw)
+    if depth >= _MAX_DEPTH:
+        node["truncated"] = True
+        return node
+    members: list[str] = []
+    if isinstance(sig, (ChainSignature, SwarmSignature)):
+        node["progress"] = (await _control.progress(runtime, key)).model_dump()
+        members = await runtime.store.members(sig)
+    node["members"] = [await flow_tree(runtime, m, depth + 1) for m in members[:MAX_TREE_MEMBERS]]
+    node["more_members"] = max(0, len(members) - MAX_TREE_MEMBERS)
+    node["success_callbacks"] = [
+        await flow_tree(runtime, c, depth + 1) for c in sig.success_callbacks
+    ]
+    node["error_callbacks"] = [await flow_tree(runtime, c, depth + 1) for c in sig.error_callbacks]
+    return node
