@@ -19,7 +19,7 @@ from thirdmagic.outcome import ContainerProgress, ErrorDetails, resolve_error_fi
 from thirdmagic.signature import ChainSignature, Signature, SwarmSignature, TaskSignature
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow._store import schema as S
+from mageflow._store.keys import F
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
@@ -50,11 +50,11 @@ async def cancel(
     """
     if not isinstance(key, str) or not key:
         raise MageflowValidationError(f"key: expected a signature key, got {key!r}", field="key")
-    status, parent = await _fields(runtime, key, S.F_STATUS, "p")
+    status, parent = await _fields(runtime, key, F.status, F.parent)
     if status is None:
         raise SignatureNotFoundError(key)
     if parent is not None:
-        (parent_status,) = await _fields(runtime, parent, S.F_STATUS)
+        (parent_status,) = await _fields(runtime, parent, F.status)
         if parent_status is not None and parent_status not in _TERMINAL:
             raise InvalidTransitionError(
                 key,
@@ -76,7 +76,7 @@ async def _fire_error_callbacks(runtime: MageflowRuntime, key: str) -> None:
     sig = await runtime.load(key)
     if sig is None or not sig.error_callbacks:
         return
-    field = "sv" if isinstance(sig, (ChainSignature, SwarmSignature)) else S.F_INPUT
+    field = F.start_value if isinstance(sig, (ChainSignature, SwarmSignature)) else F.input
     (raw_input,) = await _fields(runtime, key, field)
     original = json.loads(raw_input) if raw_input else {}
     details = ErrorDetails(
@@ -187,7 +187,20 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
 
     async def read() -> list[Any]:
         pipe = store.client.pipeline(transaction=False)
-        pipe.hmget(sig_key, [S.F_STATUS, S.F_KIND, "n", "run", "ok", "bad", "ci", "x:tasks", "st"])
+        pipe.hmget(
+            sig_key,
+            [
+                F.status,
+                F.kind,
+                F.admitted,
+                F.running,
+                F.succeeded,
+                F.failed,
+                F.chain_index,
+                F.chain_tasks,
+                F.started,
+            ],
+        )
         pipe.llen(store.keys.swarm_queue(key))
         return await pipe.execute()
 
@@ -215,7 +228,7 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
         async def statuses() -> list[Any]:
             pipe = store.client.pipeline(transaction=False)
             for step in steps:
-                pipe.hget(store.keys.sig(step), S.F_STATUS)
+                pipe.hget(store.keys.sig(step), F.status)
             return await pipe.execute()
 
         found = [None if v is None else _text(v) for v in await store._guard(statuses, key=key)]

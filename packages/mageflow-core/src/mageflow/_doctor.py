@@ -31,7 +31,7 @@ from thirdmagic.signature import ChainSignature, SwarmSignature
 from thirdmagic.status import SignatureStatus
 
 from mageflow import _query
-from mageflow._store import schema as S
+from mageflow._store.keys import F
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
@@ -82,7 +82,7 @@ async def run_doctor(
             async def statuses(ks: list[str] = keys) -> list[Any]:
                 pipe = client.pipeline(transaction=False)
                 for k in ks:
-                    pipe.hget(store.keys.sig(k), S.F_STATUS)
+                    pipe.hget(store.keys.sig(k), F.status)
                 return await pipe.execute()
 
             found = await store._guard(statuses, key=None)
@@ -141,7 +141,7 @@ async def _now_ms(runtime: MageflowRuntime) -> int:
 
 async def _check_container(runtime: MageflowRuntime, key: str) -> list[Finding]:
     store = runtime.store
-    kind = await store._guard(lambda: store.client.hget(store.keys.sig(key), S.F_KIND), key=key)
+    kind = await store._guard(lambda: store.client.hget(store.keys.sig(key), F.kind), key=key)
     if kind is None or _text(kind) not in ("chain", "swarm"):
         return []
     sig = await store.load(key)
@@ -185,7 +185,9 @@ async def _check_container(runtime: MageflowRuntime, key: str) -> list[Finding]:
                 )
             )
     elif isinstance(sig, ChainSignature) and sig.status.value == "active":
-        ci_raw = await store._guard(lambda: store.client.hget(store.keys.sig(key), "ci"), key=key)
+        ci_raw = await store._guard(
+            lambda: store.client.hget(store.keys.sig(key), F.chain_index), key=key
+        )
         ci = int(_text(ci_raw)) if ci_raw is not None else 0
         if not 0 <= ci < len(sig.tasks):
             out.append(
@@ -209,7 +211,7 @@ async def _links(
     async def read() -> list[Any]:
         pipe = store.client.pipeline(transaction=False)
         for m in members:
-            pipe.hmget(store.keys.sig(m), ["p", "pi"])
+            pipe.hmget(store.keys.sig(m), [F.parent, F.parent_index])
         return await pipe.execute()
 
     if not members:

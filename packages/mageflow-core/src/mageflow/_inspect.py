@@ -15,7 +15,7 @@ from thirdmagic.errors import SignatureNotFoundError
 from thirdmagic.signature import ChainSignature, Signature, SwarmSignature
 
 from mageflow import _control
-from mageflow._store import schema as S
+from mageflow._store.keys import F
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
@@ -56,7 +56,7 @@ def _summary(sig: Signature, raw: dict[str, str]) -> dict[str, Any]:
         "last_status": sig.task_status.last_status.value if sig.task_status.last_status else None,
         "created": sig.creation_time.isoformat(),
         "task_identifiers": sig.task_identifiers,
-        "run_id": raw.get(S.F_RUN),
+        "run_id": raw.get(F.run),
         "error": error,
         "terminal": sig.status.value in _TERMINAL,
     }
@@ -75,11 +75,11 @@ async def describe(runtime: MageflowRuntime, key: str) -> dict[str, Any]:
             "success_callbacks": sig.success_callbacks,
             "error_callbacks": sig.error_callbacks,
             "model_validators": sig.model_validators,
-            "input": _json_or_none(raw.get(S.F_INPUT) or raw.get("sv")),
-            "parked_input": _json_or_none(raw.get(S.F_PARKED)),
-            "result": _json_or_none(raw.get(S.F_RESULT)),
-            "dispatch_id": raw.get(S.F_DISPATCH),
-            "parent": raw.get("p"),
+            "input": _json_or_none(raw.get(F.input) or raw.get(F.start_value)),
+            "parked_input": _json_or_none(raw.get(F.parked)),
+            "result": _json_or_none(raw.get(F.result)),
+            "dispatch_id": raw.get(F.dispatch),
+            "parent": raw.get(F.parent),
             "ttl_ms": int(
                 await runtime.store._guard(
                     lambda: runtime.store.client.pttl(runtime.store.keys.sig(key)), key=key

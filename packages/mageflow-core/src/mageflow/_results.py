@@ -29,7 +29,7 @@ from thirdmagic.errors import (
 )
 from thirdmagic.outcome import MAX_TRACEBACK_CHARS, ErrorDetails
 
-from mageflow._store import schema as S
+from mageflow._store.keys import F
 
 if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
@@ -61,7 +61,7 @@ def error_payload(exc: BaseException, key: str) -> dict[str, Any]:
 async def read_outcome(store: RedisStore, key: str) -> tuple[str, Any]:
     """(status, value) where value is the result when done; raises for failed/canceled."""
     raw = await store._guard(
-        lambda: store.client.hmget(store.keys.sig(key), [S.F_STATUS, S.F_RESULT, S.F_ERROR]),
+        lambda: store.client.hmget(store.keys.sig(key), [F.status, F.result, F.error]),
         key=key,
     )
     status, res, err = (None if v is None else _text(v) for v in raw)

@@ -29,10 +29,9 @@ class MageflowConfig(BaseModel):
 
     @field_validator("key_prefix")
     @classmethod
-    def _no_sig_marker(cls, value: str) -> str:
-        # The scripts find the prefix in a full key as the text before "sig:".
-        if "sig:" in value or any(c.isspace() for c in value):
-            raise ValueError("must not contain 'sig:' or whitespace")
+    def _no_whitespace(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
         return value
 
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
