@@ -109,3 +109,44 @@ async def test_cancel_racing_completion_has_one_outcome(app: App, tag: str, dela
     else:
         assert (await sig.aio_result(timeout=30))["order_id"] == 3
         await wait_records(app, "e2e-receipt", tag)
+
+
+async def _cli(*argv: str) -> tuple[int, str, str]:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("mageflow", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    proc = await asyncio.create_subprocess_exec(
+        exe, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+async def test_cli_cancels_and_retries_through_the_engine(
+    app: App, tag: str, redis_url: str, e2e_prefix: str
+) -> None:
+    common = ["--redis-url", redis_url, "--prefix", e2e_prefix, "--engine", "hatchet"]
+    sig = await mageflow.asign("e2e-sleep")
+    await sig.aio_run_no_wait(Sleep(seconds=45, tag=tag))
+    await wait_records(app, "e2e-sleep-start", tag)
+    code, out, err = await _cli("cancel", sig.key, *common)
+    assert code == 0, err
+    assert out.strip() == f"{sig.key}: canceled"
+
+    async def cancelled() -> bool:
+        runs = await runs_for(app, sig.key)
+        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
+
+    await wait_until(cancelled, timeout=60, message="hatchet run cancelled by the CLI")
+    code, out, err = await _cli("retry", sig.key, *common)
+    assert code == 0, err
+    await wait_records(app, "e2e-sleep-start", tag, n=2)  # dispatched again by the CLI
+    code, _, err = await _cli("show", sig.key, "--json", *common[:4])
+    assert code == 0, err
+    code, _, err = await _cli("cancel", sig.key, *common)
+    assert code == 0, err
+    code, _, err = await _cli("resume", sig.key, *common)
+    assert code == 4 and "canceled" in err
