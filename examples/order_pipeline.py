@@ -277,14 +277,29 @@ class WorkerProcess:
 
 async def drive(
     hatchet: Hatchet, redis_url: str, key_prefix: str, deadline: float, view: LiveView
-) -> int:
+) -> tuple[int, str | None]:
+    """Exit code, and the key of the first order's flow (its charge-order signature)."""
     redis = aioredis.from_url(redis_url, decode_responses=True)
     try:
         _, _, journal = build_app(hatchet, redis, key_prefix)
         result = await run_pipeline(journal, deadline=deadline, view=view)
     finally:
         await redis.aclose()
-    return report(view, result)
+    root = next((t.key for t in result.tracked if t.parent is None), None)
+    return report(view, result), root
+
+
+def dashboard_hint(redis_url: str, where: str, key_prefix: str, flow: str) -> str:
+    """The command that opens the dashboard on the flow the demo ran."""
+    command = f"mageflow dashboard --redis-url {redis_url} --prefix {key_prefix} --flow {flow}"
+    if where == "REDIS_URL":
+        return f"See the flow in the dashboard (pip install mageflow-dashboard):\n  {command}"
+    return (
+        "See the flow in the dashboard: the bundled Redis stopped with the demo, so run it\n"
+        "against a Redis that stays up, then open the dashboard on it:\n"
+        "  REDIS_URL=redis://localhost:6379/0 uv run python examples/order_pipeline.py\n"
+        f"  {command.replace(redis_url, 'redis://localhost:6379/0')}"
+    )
 
 
 def log_to(path: Path) -> None:
@@ -307,6 +322,7 @@ def run_demo(deadline: float) -> int:
     # SIGTERM cleans up like Ctrl-C: worker, engine and valkey are stopped
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     code = 2
+    hint = ""
     try:
         with contextlib.ExitStack() as stack:
             redis_url, where = stack.enter_context(local_redis())
@@ -331,7 +347,9 @@ def run_demo(deadline: float) -> int:
             assert worker.proc is not None
             view.print(f"Worker: pid {worker.proc.pid}, healthy in {took:.1f}s\n")
 
-            code = asyncio.run(drive(hatchet, redis_url, key_prefix, deadline, view))
+            code, flow = asyncio.run(drive(hatchet, redis_url, key_prefix, deadline, view))
+            if flow is not None:
+                hint = dashboard_hint(redis_url, where, key_prefix, flow)
     except SetupError as exc:
         print(f"\ncannot run the demo: {exc}", file=sys.stderr)
         code = 2
@@ -340,6 +358,8 @@ def run_demo(deadline: float) -> int:
         code = 130
     print(f"\nlogs: engine {engine_log}\n      worker {worker_log}\n      demo   {demo_log}")
     print(f"total {time.monotonic() - began:.1f}s, exit code {code}")
+    if hint:
+        print(f"\n{hint}")
     return code
 
 

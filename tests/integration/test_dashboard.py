@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -275,3 +276,49 @@ async def test_page_without_token_cannot_act(server: str, gates: Gates, raw: Raw
         finally:
             await browser.close()
     assert await raw.status(sig.key) == "pending"
+
+
+async def test_mageflow_dashboard_command_serves_and_prints_the_link(
+    redis_url: str, key_prefix: str
+) -> None:
+    import sys
+
+    sig = await mageflow.asign("notify")
+    exe = shutil.which("mageflow", path=os.path.dirname(sys.executable))
+    assert exe is not None
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *[
+            exe,
+            "dashboard",
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            key_prefix,
+            "--port",
+            str(port),
+            "--engine",
+            "none",
+            "--flow",
+            sig.key,
+        ],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "MAGEFLOW_TOKEN": TOKEN},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(3)]
+        assert f"http://127.0.0.1:{port}/?token={TOKEN}" in lines[1]
+        assert f"/flow/{sig.key}?token={TOKEN}" in lines[2]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            for _ in range(50):
+                try:
+                    r = await c.get(f"/api/signatures/{sig.key}")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.1)
+            assert r.status_code == 200 and r.json()["key"] == sig.key
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)

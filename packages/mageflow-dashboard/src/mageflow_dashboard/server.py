@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from typing import TextIO
+from urllib.parse import quote
 
 import uvicorn
 from mageflow._runtime import MageflowRuntime
@@ -32,6 +33,7 @@ async def serve(
     read_only: bool = False,
     hatchet_url: str | None = None,
     out: TextIO,
+    flow: str | None = None,
 ) -> None:
     """Serve until interrupted. Prints the URL (with the action token) to ``out``."""
     token = token or secrets.token_urlsafe(24)
@@ -45,8 +47,11 @@ async def serve(
         )
     mode = "read-only" if read_only else "actions need the token in the URL below"
     print(f"MageFlow dashboard ({mode}):", file=out)
-    suffix = "" if read_only else f"/?token={token}"
-    print(f"  http://{shown}:{port}{suffix}", file=out, flush=True)
+    query = "" if read_only else f"?token={token}"
+    print(f"  http://{shown}:{port}/{query}", file=out)
+    if flow:
+        print(f"  flow {flow}: http://{shown}:{port}/flow/{quote(flow)}{query}", file=out)
+    out.flush()
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     )

@@ -189,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--read-only", action="store_true")
     dash.add_argument("--hatchet-url", default=None, help="base URL of the Hatchet dashboard")
     dash.add_argument("--engine", default="auto")
+    dash.add_argument("--flow", default=None, metavar="KEY", help="also print a link to this flow")
     return parser
 
 
@@ -420,6 +421,7 @@ async def _dashboard(args: argparse.Namespace, runtime: Any, o: _Out) -> int:
         read_only=args.read_only,
         hatchet_url=args.hatchet_url,
         out=o.out,
+        flow=args.flow,
     )
     return EXIT_OK
 
