@@ -7,6 +7,11 @@ handle one kind of failure without string matching.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from thirdmagic.outcome import ErrorDetails
+
 __all__ = [
     "ConfigurationError",
     "EngineError",
@@ -111,14 +116,13 @@ class SignatureFailedError(MageflowError):
     ``canceled``).
     """
 
-    def __init__(self, key: str, status: str, error: object | None = None) -> None:
+    def __init__(self, key: str, status: str, error: ErrorDetails | None = None) -> None:
         self.key = key
         self.status = status
         self.error = error
         detail = ""
         if error is not None:
-            kind = getattr(error, "type", "") or "error"
-            detail = f": {kind}: {getattr(error, 'message', error)}"
+            detail = f": {error.type or 'error'}: {error.message}"
         super().__init__(f"signature {key!r} {status}{detail}")
 
 

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -311,12 +311,15 @@ class Signature(BaseModel):
         self.task_status = await get_backend().retry(self.key)
         self.error = None
 
-    async def clone(self, **changes: Any) -> Signature:
-        """A new stored signature with the same task, kwargs and callbacks (and a new key).
+    async def clone(self, **changes: Any) -> Self:
+        """A new stored signature of the same kind, task, kwargs and callbacks (new key).
 
         ``changes`` override fields of the copy (``kwargs``, ``task_identifiers`` ...).
         """
-        return await get_backend().clone(self, changes)
+        copy = await get_backend().clone(self, changes)
+        if not isinstance(copy, type(self)):
+            raise TypeError(f"clone of a {type(self).__name__} gave a {type(copy).__name__}")
+        return copy
 
     async def add_callbacks(
         self,
