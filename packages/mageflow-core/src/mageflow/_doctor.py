@@ -23,6 +23,7 @@ anything. Everything else is reported for a human to decide.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -62,8 +63,11 @@ async def run_doctor(
     repair: bool = False,
     limit: int = 10_000,
     stuck_after: timedelta = timedelta(minutes=30),
+    progress: Callable[[int], None] | None = None,
 ) -> list[Finding]:
+    """Findings over every indexed signature; ``progress`` is told the running count."""
     store = runtime.store
+    checked = 0
     client = store.client
     findings: list[Finding] = []
     for status in SignatureStatus:
@@ -78,6 +82,9 @@ async def run_doctor(
             if not keys:
                 break
             start += len(keys)
+            checked += len(keys)
+            if progress is not None:
+                progress(checked)
 
             async def statuses(ks: list[str] = keys) -> list[Any]:
                 pipe = client.pipeline(transaction=False)

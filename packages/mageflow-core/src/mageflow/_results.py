@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import traceback
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_exc
@@ -42,6 +43,7 @@ log = logging.getLogger("mageflow.results")
 
 DEFAULT_POLL_INTERVAL = 5.0
 _MAX_CONCURRENT_READS = 16
+_MAX_MESSAGE_CHARS = 2000
 
 
 def error_payload(exc: BaseException, key: str) -> dict[str, Any]:
@@ -49,13 +51,16 @@ def error_payload(exc: BaseException, key: str) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if len(tb) > MAX_TRACEBACK_CHARS:
         tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
+    message = str(exc)
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[:_MAX_MESSAGE_CHARS] + "…"
     kind = type(exc)
     name = (
         kind.__qualname__
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
-    return ErrorDetails(type=name, message=str(exc), traceback=tb, signature_key=key).model_dump()
+    return ErrorDetails(type=name, message=message, traceback=tb, signature_key=key).model_dump()
 
 
 async def read_outcome(store: RedisStore, key: str) -> tuple[str, Any]:
@@ -81,7 +86,40 @@ def _text(value: Any) -> str:
 
 
 class ResultWaiter:
-    """Shared pub/sub listener of one runtime."""
+    """The waiters of one runtime: one shared listener per event loop.
+
+    A connection (and asyncio primitives) belong to the loop that made them, so
+    a runtime used from two loops (two ``asyncio.run`` calls, say) gets one
+    listener in each.
+    """
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _listener(self) -> _Listener:
+        loop = asyncio.get_running_loop()
+        found = self._listeners.get(loop)
+        if found is None:
+            found = self._listeners[loop] = _Listener(self.store)
+        return found
+
+    async def wait(
+        self, key: str, timeout: float | None, poll_interval: float = DEFAULT_POLL_INTERVAL
+    ) -> Any:
+        return await self._listener().wait(key, timeout, poll_interval)
+
+    async def close(self) -> None:
+        """Close this loop's pub/sub connection (waiters still waiting poll)."""
+        listener = self._listeners.pop(asyncio.get_running_loop(), None)
+        if listener is not None:
+            await listener.close()
+
+
+class _Listener:
+    """One pub/sub connection shared by every waiter of a runtime in one loop."""
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store

@@ -194,9 +194,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Out:
-    def __init__(self, out: TextIO, as_json: bool) -> None:
+    def __init__(self, out: TextIO, as_json: bool, err: TextIO) -> None:
         self.out = out
         self.as_json = as_json
+        self.err = err
 
     def line(self, text: str = "") -> None:
         print(text, file=self.out)
@@ -278,7 +279,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # not installed as the process-wide default: the CLI can run inside a host
     # process (tests, the dashboard) without replacing its runtime
     runtime = MageflowRuntime(RedisStore(client, config), manager)
-    o = _Out(out, getattr(args, "json", False))
+    o = _Out(out, getattr(args, "json", False), err)
     try:
         await runtime.store._guard(client.ping, key=None)
         try:
@@ -360,8 +361,15 @@ async def _command(
         o.line(f"{args.key}: {status.status.value}")
         return EXIT_OK
     if cmd == "doctor":
+
+        def progress(n: int) -> None:
+            print(f"doctor: {n} signatures checked", file=o.err, flush=True)
+
         findings = await _doctor.run_doctor(
-            runtime, repair=args.repair, stuck_after=timedelta(minutes=args.stuck_after)
+            runtime,
+            repair=args.repair,
+            stuck_after=timedelta(minutes=args.stuck_after),
+            progress=progress,
         )
         remaining = [f for f in findings if not f.repaired and f.check != "stuck"]
         if o.as_json:
