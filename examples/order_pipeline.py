@@ -71,6 +71,9 @@ PREFIX_ENV = "MAGEFLOW_DEMO_KEY_PREFIX"
 # -- the application: the same in the demo process and in the worker -------------------------
 
 
+DASHBOARD_PORT = 8765
+
+
 def build_app(
     hatchet: Hatchet, redis: aioredis.Redis, key_prefix: str
 ) -> tuple[Mageflow, list[Any], Journal]:
@@ -291,15 +294,30 @@ async def drive(
 
 def dashboard_hint(redis_url: str, where: str, key_prefix: str, flow: str) -> str:
     """The command that opens the dashboard on the flow the demo ran."""
-    command = f"mageflow dashboard --redis-url {redis_url} --prefix {key_prefix} --flow {flow}"
     if where == "REDIS_URL":
-        return f"See the flow in the dashboard (pip install mageflow-dashboard):\n  {command}"
+        return (
+            "See this flow in the dashboard (pip install mageflow-dashboard):\n"
+            f"  mageflow dashboard --redis-url {redis_url} --prefix {key_prefix} --flow {flow}"
+        )
     return (
         "See the flow in the dashboard: the bundled Redis stopped with the demo, so run it\n"
-        "against a Redis that stays up, then open the dashboard on it:\n"
-        "  REDIS_URL=redis://localhost:6379/0 uv run python examples/order_pipeline.py\n"
-        f"  {command.replace(redis_url, 'redis://localhost:6379/0')}"
+        "again with the dashboard on its flow (served until Ctrl-C):\n"
+        "  uv run python examples/order_pipeline.py --dashboard\n"
+        "or with a Redis of your own, then `mageflow dashboard --redis-url ... --flow KEY`:\n"
+        "  REDIS_URL=redis://localhost:6379/0 uv run python examples/order_pipeline.py"
     )
+
+
+async def serve_dashboard(hatchet: Hatchet, redis_url: str, key_prefix: str, flow: str) -> None:
+    """The dashboard on the demo's Redis and engine, until Ctrl-C."""
+    from mageflow_dashboard import serve
+
+    redis = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        mf, _, _ = build_app(hatchet, redis, key_prefix)
+        await serve(mf.runtime, port=DASHBOARD_PORT, out=sys.stdout, flow=flow)
+    finally:
+        await redis.aclose()
 
 
 def log_to(path: Path) -> None:
@@ -313,7 +331,7 @@ def log_to(path: Path) -> None:
         logger.setLevel(logging.INFO)
 
 
-def run_demo(deadline: float) -> int:
+def run_demo(deadline: float, dashboard: bool = False) -> int:
     began = time.monotonic()
     logs = Path(tempfile.mkdtemp(prefix="mageflow-demo-"))
     engine_log, worker_log, demo_log = logs / "engine.log", logs / "worker.log", logs / "demo.log"
@@ -348,7 +366,11 @@ def run_demo(deadline: float) -> int:
             view.print(f"Worker: pid {worker.proc.pid}, healthy in {took:.1f}s\n")
 
             code, flow = asyncio.run(drive(hatchet, redis_url, key_prefix, deadline, view))
-            if flow is not None:
+            if flow is not None and dashboard:
+                view.print("\nMageFlow dashboard on the flow of order 1001 (Ctrl-C stops it all):")
+                with contextlib.suppress(KeyboardInterrupt):
+                    asyncio.run(serve_dashboard(hatchet, redis_url, key_prefix, flow))
+            elif flow is not None:
                 hint = dashboard_hint(redis_url, where, key_prefix, flow)
     except SetupError as exc:
         print(f"\ncannot run the demo: {exc}", file=sys.stderr)
@@ -377,10 +399,15 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="seconds the pipeline may take once dispatched (default 120)",
     )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help=f"then serve the dashboard on the flow it ran (port {DASHBOARD_PORT}) until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     if args.worker:
         return run_worker()
-    return run_demo(args.deadline)
+    return run_demo(args.deadline, args.dashboard)
 
 
 if __name__ == "__main__":
