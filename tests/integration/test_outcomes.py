@@ -423,18 +423,36 @@ async def test_retry_a_failed_task_runs_it_again_with_its_input(board: Board) ->
     assert loaded is not None and loaded.error is None
 
 
-async def test_retry_fires_error_callbacks_once_for_the_new_failure(board: Board) -> None:
+async def test_retry_failing_again_does_not_rerun_error_callbacks(board: Board) -> None:
+    """A callback runs once: the alert of the first failure is not sent twice."""
     cb = await mageflow.asign("alert")
     sig = await mageflow.asign("boom", error_callbacks=[cb])
     with pytest.raises(SignatureFailedError):
         await sig.aio_run(Num(n=1), timeout=5)
     await eventually(lambda: _has(board, "alert"), what="first alert")
     await mageflow.retry(sig.key)
+    with pytest.raises(SignatureFailedError) as info:
+        await sig.aio_result(timeout=5)
+    assert info.value.error is not None and info.value.error.message == "boom 1"
+    assert board.calls["boom"] == [1, 1]
+    await asyncio.sleep(0.1)
+    assert len(board.calls["alert"]) == 1
+
+
+async def test_retry_fires_error_callbacks_that_had_not_run(board: Board) -> None:
+    """Canceled without callbacks, retried, failed: now the error callback runs, once."""
+    board.gate.clear()
+    cb = await mageflow.asign("alert")
+    sig = await mageflow.asign("boom", error_callbacks=[cb])
+    await sig.aio_run_no_wait(Num(n=2))
+    await sig.cancel()
+    board.gate.set()
+    await mageflow.retry(sig.key)
     with pytest.raises(SignatureFailedError):
         await sig.aio_result(timeout=5)
-    await eventually(lambda: _count(board, "alert", 2), what="second alert")
+    await eventually(lambda: _has(board, "alert"), what="alert")
     await asyncio.sleep(0.1)
-    assert len(board.calls["alert"]) == 2
+    assert len(board.calls["alert"]) == 1
 
 
 async def _count(board: Board, name: str, n: int) -> bool:

@@ -103,8 +103,8 @@ def test_pack_refuses_other_names() -> None:
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_reply_words_are_results_or_mapped_errors(name: str) -> None:
     script = SCRIPTS[name]
-    code = _code(script.source)
-    returned = set(re.findall(r"return \{R\.(\w+)", code))
+    code = _code(script.body)
+    returned = set(re.findall(r"\{R\.(\w+)", code))
     assert returned, "a script replies with a reply word"
     assert script.replies <= TABLES["R"]
     unmapped = returned - script.replies - set(codec.ERRORS)
@@ -114,7 +114,7 @@ def test_reply_words_are_results_or_mapped_errors(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_every_generated_name_used_exists(name: str) -> None:
     """A misspelt F.staus would be nil in Lua, silently."""
-    code = _code(SCRIPTS[name].source)
+    code = _code(SCRIPTS[name].body)
     for table, known in TABLES.items():
         for attr in re.findall(rf"\b{table}\.(\w+)", code):
             assert attr in known, f"{name}: {table}.{attr} is not defined in Python"
@@ -146,6 +146,20 @@ def test_header_holds_python_constants() -> None:
     )
 
 
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_names_are_written_in_place(name: str) -> None:
+    code = _code(SCRIPTS[name].source)
+    left = re.findall(rf"\b(?:{'|'.join(TABLES)})\.\w+", code)
+    assert not left, f"{name}: {left} not replaced by their values"
+
+
+def test_an_undefined_name_fails_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "-- KEYS: k\n-- ARGV: a\n-- REPLIES: ok\nreturn {R.ok, F.stauts}\n"
+    monkeypatch.setattr(scripts, "_read", lambda rel: text)
+    with pytest.raises(RuntimeError, match=r"F\.stauts"):
+        scripts.expand("x")
+
+
 def test_a_script_without_its_header_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scripts, "_read", lambda rel: "-- KEYS: a\nreturn 1\n")
     with pytest.raises(RuntimeError, match="ARGV, REPLIES"):
@@ -171,3 +185,71 @@ def test_luacheck_is_clean() -> None:
     done = tool.lint()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 warnings / 0 errors" in done.stdout
+
+
+# -- one transition table --------------------------------------------------------------
+
+# The events each script passes to step(), the one reader of the table T
+# ("event" is the caller's, which TRANSITION refuses for run events)
+EVENTS_BY_SCRIPT = {
+    "advance": {"EV.start", "outcome_event(result)"},
+    "begin": {"EV.start"},
+    "dispatch": {"EV.start"},
+    "finish": {"succeed and EV.succeed or EV.fail", "outcome_event(result)"},
+    "swarm_close": {"outcome_event(result)"},
+    "transition": {"event", "EV.start"},
+}
+
+
+_STEP_FN = re.compile(r"local function step\(.*?\nend\n", re.DOTALL)
+
+
+def _without_step(source: str) -> str:
+    return _STEP_FN.sub("", _code(source))
+
+
+def _status_writes(code: str) -> list[str]:
+    """The expression of every status a script writes (HSET ... F.status, <expr>)."""
+    assert "HMSET" not in code and "HSETNX" not in code
+    hset_lines = [line for line in code.splitlines() if "'HSET'" in line]
+    writes = re.findall(r"'HSET',[^\n]*?F\.status, (step\(.*?\)\)?|\w+)", code)
+    assert len(writes) == sum(line.count("F.status, ") for line in hset_lines)
+    return writes
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_status_written_comes_from_the_table(name: str) -> None:
+    code = _without_step(SCRIPTS[name].body)
+    for expr in _status_writes(code):
+        if expr.startswith("step("):
+            continue
+        assigned = re.findall(rf"(?:^|[^\w.]){expr} = ([^\n]+)", code)
+        assert assigned, f"{name}: {expr} is written as a status but never assigned"
+        for rhs in assigned:
+            assert rhs.startswith("step("), f"{name}: status {expr} = {rhs} is not from step()"
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_the_events_each_script_applies(name: str) -> None:
+    code = _without_step(SCRIPTS[name].body)
+    body = _without_step(SCRIPTS[name].body.split("-- <<< lib/containers")[-1])
+    events = set(re.findall(r"\bstep\([^,]+, ((?:[^()]|\([^()]*\))+?)(?:, [^)]+)?\)", body))
+    if "bubble(" in code or "conclude(" in code:
+        events.add("outcome_event(result)")
+    assert events == EVENTS_BY_SCRIPT.get(name, set())
+
+
+def test_step_reads_the_generated_table_only() -> None:
+    prelude = _code(SCRIPTS["begin"].body)
+    (fn,) = re.findall(r"local function step\(.*?\nend", prelude, flags=re.DOTALL)
+    assert "local cell = T[s .. '|' .. ev]" in fn
+    assert "PREVIOUS" in fn
+    # terminal() is the generated set
+    assert "TERMINAL[s] == true" in prelude
+
+
+def test_transition_refuses_run_events() -> None:
+    assert {e.value for e in scripts.RUN_EVENTS} == {"start", "succeed", "fail"}
+    code = _code(SCRIPTS["transition"].body)
+    refuse = code.index("if RUN_EVENT[event] then return {R.invalid")
+    assert refuse < code.index("step(s, event")

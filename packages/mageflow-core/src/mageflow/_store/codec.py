@@ -318,6 +318,14 @@ def _corrupt(r: _Refusal) -> Exception:
 
 
 def _invalid(r: _Refusal) -> Exception:
+    if r.arg(1) == R.run:
+        return InvalidTransitionError(
+            r.key,
+            r.arg(0),
+            r.action,
+            f"signature {r.key!r}: {r.action!r} is applied by the worker running the "
+            "signature (when its run begins or ends), not by a lifecycle call",
+        )
     message = _INVALID.get(r.op)
     return InvalidTransitionError(
         r.key,

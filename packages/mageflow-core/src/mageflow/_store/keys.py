@@ -22,7 +22,8 @@ active TTL, the done TTL for finished statuses), so an index is bounded like
 the signatures it lists; readers skip entries whose signature expired.
 
 Signature hash fields (the attribute of :class:`F` in brackets; the Lua
-scripts read the same names from their generated header, ``F.status``...):
+scripts use the same names, ``F.status``..., which the script loader turns
+into these values):
 ``_v`` schema version [version]; ``kind`` [kind]; ``t`` task name [task];
 ``ct`` creation time [created]; ``mv`` model import path [model];
 ``sc``/``ec`` callback keys, JSON lists [callbacks_ok/callbacks_err];

@@ -160,7 +160,6 @@ class RedisStore:
         return {
             "prefix": self.keys.prefix,
             "active_ttl": self._active_ms,
-            "done_ttl": self._done_ms,
             "dispatch_prefix": dispatch_prefix,
         }
 
@@ -277,6 +276,7 @@ class RedisStore:
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
             args={
                 **self._container_args(run_id),
+                "done_ttl": self._done_ms,
                 "outcome": (LifecycleEvent.SUCCEED if succeeded else LifecycleEvent.FAIL).value,
                 "payload": jdump(payload),
             },
@@ -399,6 +399,7 @@ class RedisStore:
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
             args={
                 **self._container_args(dispatch_prefix),
+                "done_ttl": self._done_ms,
                 "token": token,
                 "action": action,
                 "dispatch_id": dispatch_id,
@@ -436,7 +437,11 @@ class RedisStore:
             "swarm_close",
             key,
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
-            args={**self._container_args(dispatch_prefix), "token": token},
+            args={
+                **self._container_args(dispatch_prefix),
+                "done_ttl": self._done_ms,
+                "token": token,
+            },
         )
         return parse_outbox(text(reply[1]))
 

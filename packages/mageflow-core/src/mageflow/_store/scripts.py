@@ -13,11 +13,20 @@ caller handles as results; any other reply is an error and goes through
 ``codec.error_for``. ``-- @include lib/<name>`` pulls in ``lua/lib/<name>.lua``
 (once per script, includes nest).
 
-The loader prepends a generated header to every script: the constants the
-script uses (``F`` hash fields and ``K`` key parts from ``keys``, ``S``
-statuses, ``EV`` events, the transition table ``T`` and ``TERMINAL`` from
-``thirdmagic.status``, ``R``/``E``/``MODE``/``KIND`` from ``codec``) and one
-``local`` per named argument. Neither side spells a name the other defines.
+The loader generates the rest from Python, so neither side spells a name the
+other defines:
+
+* a header with the tables the script uses, the transition table ``T``,
+  ``TERMINAL`` and ``RUN_EVENT`` (from ``thirdmagic.status``), ``PREVIOUS``,
+  ``SCHEMA_VERSION`` and ``KWARG_PREFIX`` (``keys``), and one ``local`` per
+  named argument;
+* the value of every ``TABLE.name`` the script reads, written in place:
+  ``F`` hash fields and ``K`` key parts (``keys``), ``S`` statuses and ``EV``
+  events (``thirdmagic.status``), ``R`` reply words, ``E`` dispatch entry
+  fields, ``MODE`` and ``KIND`` (``codec``). In place rather than as header
+  tables, because a table costs its construction on every call; a name Python
+  does not define fails at import;
+* library functions the script never calls are left out, for the same reason.
 """
 
 from __future__ import annotations
@@ -35,12 +44,18 @@ from thirdmagic.status import SignatureStatus as Status
 
 from mageflow._store import codec, keys
 
-__all__ = ["SCRIPTS", "Script", "constants", "expand", "load"]
+__all__ = ["NAMESPACES", "RUN_EVENTS", "SCRIPTS", "Script", "constants", "expand", "load"]
+
+RUN_EVENTS: Final = (LifecycleEvent.START, LifecycleEvent.SUCCEED, LifecycleEvent.FAIL)
+"""Events of a run: applied by BEGIN and FINISH only, refused by TRANSITION."""
 
 _LUA: Final = resources.files("mageflow._store").joinpath("lua")
 _INCLUDE: Final = re.compile(r"^-- @include ([\w/]+)\s*$", re.MULTILINE)
 _HEADER: Final = re.compile(r"^-- (KEYS|ARGV|REPLIES):(.*)$", re.MULTILINE)
 _LOCAL: Final = re.compile(r"^local (?:function )?([\w, ]+?)(?:\(| =)", re.MULTILINE)
+_FUNCTION: Final = re.compile(
+    r"^(?:--[^\n]*\n)*local function (\w+)\(.*?^end\n", re.MULTILINE | re.DOTALL
+)
 _NAME: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Lua words that cannot be a table field name in `{name = ...}` form
 _RESERVED: Final = frozenset(
@@ -106,8 +121,22 @@ def _members(cls: type) -> dict[str, str]:
     return {k: v for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, str)}
 
 
+# Names a script reads as TABLE.name (F.status, R.ok): the loader writes their
+# values in place, so they cost nothing per call.
+NAMESPACES: Final[Mapping[str, Mapping[str, str]]] = {
+    "F": _members(keys.F),
+    "K": _members(keys.K),
+    "S": {s.value: s.value for s in Status},
+    "EV": {e.value: e.value for e in LifecycleEvent},
+    "R": _members(codec.R),
+    "E": _members(codec.E),
+    "MODE": _members(codec.MODE),
+    "KIND": _members(codec.KIND),
+}
+
+
 def constants() -> dict[str, str]:
-    """Lua source of every generated constant, by name."""
+    """Lua source of every generated constant but the namespaces, by name."""
     cells = {
         f"{state.value}|{event.value}": str(target)
         for (state, event), target in sorted(TRANSITIONS.items())
@@ -115,18 +144,35 @@ def constants() -> dict[str, str]:
     return {
         "SCHEMA_VERSION": _lua(keys.SCHEMA_VERSION),
         "KWARG_PREFIX": _lua(keys.KWARG_PREFIX),
-        "F": _table(_members(keys.F)),
-        "K": _table(_members(keys.K)),
-        "S": _table({s.value: s.value for s in Status}),
-        "EV": _table({e.value: e.value for e in LifecycleEvent}),
         "T": _table(cells),
         "PREVIOUS": _lua(PREVIOUS),
         "TERMINAL": _table({s.value: True for s in sorted(TERMINAL_STATUSES)}),
-        "R": _table(_members(codec.R)),
-        "E": _table(_members(codec.E)),
-        "MODE": _table(_members(codec.MODE)),
-        "KIND": _table(_members(codec.KIND)),
+        "RUN_EVENT": _table({e.value: True for e in RUN_EVENTS}),
     }
+
+
+def _inline(body: str, script: str) -> str:
+    """Each ``F.status``, ``R.ok``... replaced by its value: the names cost nothing per call.
+
+    Comments are left as written; a name Python does not define is an error.
+    """
+    pattern = re.compile(rf"\b({'|'.join(NAMESPACES)})\.(\w+)\b")
+
+    def value(match: re.Match[str]) -> str:
+        table, attr = match.groups()
+        if attr not in NAMESPACES[table]:
+            raise RuntimeError(
+                f"lua/{script}.lua uses {table}.{attr}, which Python does not define"
+            )
+        return _lua(NAMESPACES[table][attr])
+
+    out = []
+    for line in body.splitlines():
+        code, sep, comment = line.partition("--")
+        if re.search(rf"\b({'|'.join(NAMESPACES)})\[", code):
+            raise RuntimeError(f"lua/{script}.lua indexes a name table: use TABLE.name")
+        out.append(pattern.sub(value, code) + sep + comment)
+    return "\n".join(out) + "\n"
 
 
 def _read(rel: str) -> str:
@@ -144,16 +190,41 @@ def _includes(source: str, seen: set[str]) -> str:
         if rel in seen:
             return f"-- (lib {rel} already included)"
         seen.add(rel)
-        body = _includes(_read(rel), seen)
-        # a script uses some of a library's helpers, not all
-        names = sorted({n.strip() for m in _LOCAL.findall(body) for n in m.split(",")})
-        ignore = "".join(
-            "-- luacheck: ignore " + " ".join(f"211/{n}" for n in names[i : i + 6]) + "\n"
-            for i in range(0, len(names), 6)
-        )
-        return f"-- >>> {rel}\n{ignore}{body.rstrip()}\n-- <<< {rel}"
+        return f"-- >>> {rel}\n{_includes(_read(rel), seen).rstrip()}\n-- <<< {rel}"
 
     return _INCLUDE.sub(one, source)
+
+
+def _shake(body: str, libs: set[str]) -> str:
+    """Drop the library functions the script never calls (a call builds every
+    closure it defines, so unused helpers would cost on every call)."""
+    while True:
+        for match in _FUNCTION.finditer(body):
+            fn = match.group(1)
+            rest = _code(body[: match.start()] + body[match.end() :])
+            if fn in libs and not re.search(rf"\b{fn}\b", rest):
+                body = body[: match.start()] + body[match.end() :]
+                break
+        else:
+            return body
+
+
+def _lint_ignores(body: str, libs: set[str]) -> str:
+    """luacheck options for the library locals a script may leave unused."""
+    names = sorted(libs & {n.strip() for m in _LOCAL.findall(body) for n in m.split(",")})
+    return "".join(
+        "-- luacheck: ignore " + " ".join(f"211/{n}" for n in names[i : i + 8]) + "\n"
+        for i in range(0, len(names), 8)
+    )
+
+
+def _lib_names() -> set[str]:
+    names: set[str] = set()
+    for entry in _LUA.joinpath("lib").iterdir():
+        if entry.name.endswith(".lua"):
+            text = _code(entry.read_text(encoding="utf-8"))
+            names |= {n.strip() for m in _LOCAL.findall(text) for n in m.split(",")}
+    return names
 
 
 def _names(spec: str) -> tuple[tuple[str, ...], str | None]:
@@ -173,7 +244,8 @@ def expand(name: str) -> Script:
     key_names, keys_rest = _names(header["KEYS"])
     arg_names, argv_rest = _names(header["ARGV"])
     replies, _ = _names(header["REPLIES"])
-    body = _includes(raw, set())
+    libs = _lib_names()
+    body = _shake(_includes(raw, set()), libs)
     used = _code(body)
     lines = [f"-- GENERATED from lua/{name}.lua by mageflow/_store/scripts.py: edit the .lua file"]
     for const, lua in constants().items():
@@ -183,6 +255,7 @@ def expand(name: str) -> Script:
         lines += [f"local {n} = {table}[{i}]" for i, n in enumerate(names, 1)]
         if rest:
             lines.append(f"local {table}_REST = {len(names) + 1}")
+    lines.append(_lint_ignores(body, libs).rstrip("\n"))
     return Script(
         name=name,
         keys=key_names,
@@ -191,7 +264,7 @@ def expand(name: str) -> Script:
         argv_rest=argv_rest,
         replies=frozenset(replies),
         body=body,
-        source="\n".join(lines) + "\n" + body,
+        source="\n".join(lines) + "\n" + _inline(body, name),
     )
 
 

@@ -2,7 +2,7 @@
 -- claims its first step or its first swarm members, and settles it when it
 -- already has its outcome.
 -- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, done_ttl, dispatch_prefix, token, action, dispatch_id, mode, value, inherited
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, token, action, dispatch_id, mode, value, inherited
 -- REPLIES: ok, skip, parked
 -- @include lib/containers
 local bad = check(sig_key); if bad then return bad end
@@ -29,10 +29,11 @@ elseif s == S.pending and f[5] then
   starting = true
 end
 if starting then
-  setst(prefix, sig_key, s, S.active, active_ttl)
-  redis.call('HSET', sig_key, F.started, '1')
+  local target = step(s, EV.start)
+  redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.started, '1')
+  track(prefix, sig_key, s, target, active_ttl)
   redis.call('HDEL', sig_key, F.parked_start)
-  s = S.active
+  s = target
   if kind == KIND.chain then
     local tasks = cjson.decode(redis.call('HGET', sig_key, F.chain_tasks))
     local e = claim(tasks[1], redis.call('HGET', sig_key, F.start_mode), redis.call('HGET', sig_key, F.start_value),

@@ -11,20 +11,24 @@ if locked(lock_key, '') then return {R.locked} end
 local st = redis.call('HMGET', sig_key, F.status, F.dispatch, F.run)
 local s, d, r = st[1], st[2], st[3]
 if d == dispatch_id or terminal(s) then unpend(pending_key, sig_key) end
-if s == S.pending then
+-- start: a new status means this run starts the signature; the same status
+-- means a retry of the run that owns it (active) or a run to park (suspended)
+local target = step(s, EV.start)
+if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
-  setst(string.sub(pending_key, 1, #pending_key - #K.pending), sig_key, S.pending, S.active, active_ttl)
-  redis.call('HSET', sig_key, F.run, run_id, F.input, input, F.dispatch, dispatch_id)
+  redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
+             F.input, input, F.dispatch, dispatch_id)
+  track(string.sub(pending_key, 1, #pending_key - #K.pending), sig_key, s, target, active_ttl)
   redis.call('HDEL', sig_key, F.parked)
   redis.call('PEXPIRE', sig_key, active_ttl)
   return {R.run, redis.call('HGETALL', sig_key)}
-elseif s == S.active then
+elseif target == S.active then
   if r == run_id then
     redis.call('PEXPIRE', sig_key, active_ttl)
     return {R.run, redis.call('HGETALL', sig_key)}
   end
   return {R.skip, R.duplicate}
-elseif s == S.suspended then
+elseif target then
   if d and d ~= dispatch_id and r ~= run_id then return {R.skip, R.stale} end
   -- another run already owns this dispatch: a duplicate delivery, not a retry
   if r and r ~= run_id then return {R.skip, R.duplicate} end

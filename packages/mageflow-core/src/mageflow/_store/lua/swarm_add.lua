@@ -1,6 +1,6 @@
 -- Add members to a swarm and start as many as its concurrency allows.
 -- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, done_ttl, dispatch_prefix, token, count, members...
+-- ARGV: prefix, active_ttl, dispatch_prefix, token, count, members...
 -- members: per member its key, then its own message (JSON) or ''
 -- REPLIES: ok
 -- @include lib/containers

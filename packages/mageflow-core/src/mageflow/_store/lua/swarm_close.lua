@@ -1,6 +1,6 @@
 -- Close a swarm to new members; settles it when nothing is left to run.
 -- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, done_ttl, dispatch_prefix, token
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, token
 -- REPLIES: ok
 -- @include lib/containers
 local bad = check(sig_key); if bad then return bad end

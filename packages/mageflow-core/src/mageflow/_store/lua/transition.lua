@@ -14,7 +14,10 @@ local st = redis.call('HMGET', sig_key, F.status, F.last_status, F.parked, F.inp
 local pfx = string.sub(pending_key, 1, #pending_key - #K.pending)
 local kind, tname = st[6] or KIND.task, st[8] or ''
 local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
-local target = T[s .. '|' .. event]
+-- start, succeed and fail belong to a run: BEGIN and FINISH apply them, with
+-- what goes along (the run id, the outcome, callbacks, containers)
+if RUN_EVENT[event] then return {R.invalid, s, R.run} end
+local target = step(s, event, ls)
 if not target then return {R.invalid, s} end
 if event == EV.retry then
   -- a retry re-runs one task with its stored input; a container member would
@@ -23,10 +26,12 @@ if event == EV.retry then
   if st[9] then return {R.noretry, s, 'it is a member of ' .. st[9]} end
   if not m then return {R.noretry, s, 'it never received an input (run it instead)'} end
 end
-if target == PREVIOUS then target = ls or S.pending end
 -- a container has no run of its own to replay: one that had started goes
--- back to active, and its members are resumed one by one by the caller
-if st[6] ~= KIND.task and st[7] and event == EV.resume and target == S.pending then target = S.active end
+-- back to pending and starts again (active), and its members are resumed one
+-- by one by the caller
+if st[6] ~= KIND.task and st[7] and event == EV.resume and target == S.pending then
+  target = step(target, EV.start)
+end
 local replay = false
 local run = ''
 if event == EV.resume then
@@ -35,34 +40,21 @@ if event == EV.resume then
   -- then interrupted), else the run that was cancelled
   elseif s == S.interrupted and (pm or m) then replay = pm or m end
   if replay then
-    target = S.pending
+    -- the replayed run starts over: back to the status before any run
+    target = step(s, event, S.pending)
     redis.call('HSET', sig_key, F.parked, replay, F.dispatch, dispatch_id)
     pend(pending_key, sig_key, cjson.encode(entry(key, dispatch_id, tname, redis.call('HGET', sig_key, F.model),
       KIND.task, {}, {}, MODE.merge, replay)))
     redis.call('HDEL', sig_key, F.run)
   end
 elseif event == EV.retry then
+  -- a new attempt of the same signature: its last input is claimed again;
+  -- callbacks that already ran stay as they are (a callback runs once)
   replay = m
-  target = S.pending
   redis.call('HSET', sig_key, F.parked, m, F.dispatch, dispatch_id)
   redis.call('HDEL', sig_key, F.run, F.result, F.error, F.outbox)
   pend(pending_key, sig_key, cjson.encode(entry(key, dispatch_id, tname, redis.call('HGET', sig_key, F.model),
     KIND.task, {}, {}, MODE.merge, m)))
-  -- error callbacks that ran for the old outcome may run for the new one
-  local raw = redis.call('HGET', sig_key, F.callbacks_err)
-  if raw and raw ~= '[]' and raw ~= '{}' then
-    for _, ck in ipairs(cjson.decode(raw)) do
-      local cf = pfx .. K.sig .. ck
-      if kind_of(cf) then
-        local c = redis.call('HMGET', cf, F.status, F.kind)
-        if terminal(c[1]) and (c[2] or KIND.task) == KIND.task then
-          setst(pfx, cf, c[1], S.pending, active_ttl)
-          redis.call('HDEL', cf, F.result, F.error, F.outbox, F.run, F.dispatch, F.input, F.parked, F.claim)
-          redis.call('PEXPIRE', cf, active_ttl)
-        end
-      end
-    end
-  end
 elseif (event == EV.interrupt or event == EV.cancel) and r then
   run = r
 end
@@ -70,7 +62,10 @@ if target == s and not replay then
   slide(sig_key, s, active_ttl, done_ttl)
   return {R.noop, s, ls or '', run, '', '', kind, tname}
 end
-if target ~= s then setst(pfx, sig_key, s, target, terminal(target) and done_ttl or active_ttl) end
+if target ~= s then
+  redis.call('HSET', sig_key, F.status, target, F.last_status, s)
+  track(pfx, sig_key, s, target, terminal(target) and done_ttl or active_ttl)
+end
 slide(sig_key, target, active_ttl, done_ttl)
 if replay then return {R.replay, target, s, '', replay, dispatch_id, kind, tname} end
 return {R.ok, target, s, run, '', '', kind, tname}

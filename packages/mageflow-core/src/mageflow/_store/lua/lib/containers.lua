@@ -1,6 +1,7 @@
 -- Chains and swarms. A script that includes this declares the container
--- arguments first in its ARGV: prefix, active_ttl, done_ttl, dispatch_prefix
--- (the prefix of the dispatch ids this call hands out). Its reply carries the
+-- arguments first in its ARGV: prefix, active_ttl, dispatch_prefix (the
+-- prefix of the dispatch ids this call hands out), and done_ttl when it may
+-- settle a container. Its reply carries the
 -- dispatches it claimed (an outbox) as JSON, each an entry() whose value
 -- the signature receives injected as a return value (MODE.inject) or merged
 -- as its message (MODE.merge).
@@ -114,9 +115,15 @@ local function keep_alive(pf, ttl, settled)
     end
   end
 end
+local function outcome_event(result)
+  if result == S.done then return EV.succeed end
+  return EV.fail
+end
 -- Returns what is reported upward: the result, or the error details.
 local function settle(pf, ps, result, val, input, out)
-  setst(prefix, pf, ps, result, done_ttl)
+  local target = step(ps, outcome_event(result))
+  redis.call('HSET', pf, F.status, target, F.last_status, ps)
+  track(prefix, pf, ps, target, done_ttl)
   if result == S.done then redis.call('HSET', pf, F.result, val)
   else
     val = val or swarm_err(pf)
@@ -195,7 +202,7 @@ local function bubble(child, succeeded, val, input, out)
       keep_alive(pf, active_ttl, false)
       return
     end
-    if ps ~= S.active and ps ~= S.suspended then
+    if not step(ps, outcome_event(result)) then
       -- an interrupted container does not finish: it keeps the outcome and
       -- settles when it is resumed (ADVANCE kick)
       redis.call('HSET', pf, F.held_outcome, cjson.encode({o = result, v = pval, i = pin}))

@@ -1,6 +1,7 @@
 -- Query indexes (sorted sets, see keys.py) and status notifications. Every
--- status change goes through setst(): the status index follows it, and
--- whoever waits for the signature (mageflow.result) is told on its channel.
+-- status write (from step()) is followed by track(): the status index follows
+-- it, and whoever waits for the signature (mageflow.result) is told on its
+-- channel.
 -- Each index write trims the entries older than its TTL, so an index never
 -- lists a signature for longer than the signature can live.
 -- @include lib/prelude
@@ -14,8 +15,7 @@ local function ident_text(v)
   if type(v) == 'string' then return v end
   return cjson.encode(v)
 end
-local function setst(pfx, k, old, new, ttl)
-  redis.call('HSET', k, F.status, new, F.last_status, old)
+local function track(pfx, k, old, new, ttl)
   local sk = string.sub(k, #pfx + #K.sig + 1)
   if old and old ~= new then redis.call('ZREM', pfx .. K.by_status .. old, sk) end
   index_add(pfx .. K.by_status .. new, now_ms(), sk, ttl)

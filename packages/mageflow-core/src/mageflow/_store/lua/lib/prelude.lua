@@ -20,6 +20,15 @@ end
 local function terminal(s)
   return TERMINAL[s] == true
 end
+-- The status event `ev` leads to from `s`, nil when the table forbids it.
+-- Every status a script writes comes from here: the generated table T is the
+-- one source of the lifecycle (thirdmagic.status.TRANSITIONS).
+local function step(s, ev, previous)
+  if not s then return nil end
+  local cell = T[s .. '|' .. ev]
+  if cell == PREVIOUS then return previous or S.pending end
+  return cell
+end
 local function slide(k, s, active_ms, done_ms)
   if terminal(s) then redis.call('PEXPIRE', k, done_ms) else redis.call('PEXPIRE', k, active_ms) end
 end
