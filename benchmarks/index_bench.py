@@ -132,7 +132,7 @@ async def main(n: int, waiters: int) -> None:
             print(f"{n} signatures, prefix {prefix}\n")
             print(
                 table(
-                    ["operation", "RT", "scripts", "in-script cmds", "of which index/notify"],
+                    ["operation", "RT", "scripts", "in-script cmds", "of which Z*/PUBLISH/TIME"],
                     [
                         (r[0], f"{r[1]:.2f}", f"{r[2]:.2f}", f"{r[3]:.1f}", f"{r[4]:.1f}")
                         for r in rows
