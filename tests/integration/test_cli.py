@@ -68,7 +68,9 @@ def cli(redis_url: str, key_prefix: str) -> Cli:
 
 async def test_ls_filters_and_json(cli: Cli, gate: asyncio.Event) -> None:
     a = await mageflow.asign("work", task_identifiers={"order": 1042})
+    await asyncio.sleep(0.005)  # distinct creation times (ms): the order is by time
     b = await mageflow.asign("work", task_identifiers={"order": 7})
+    await asyncio.sleep(0.005)
     ch = await mageflow.achain(["work", "work"])
     rows = await cli.json("ls")
     assert [r["key"] for r in rows] == [ch.key, b.key, a.key]  # root flows, newest first

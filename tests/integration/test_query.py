@@ -39,6 +39,7 @@ async def _keys(**kw: object) -> list[str]:
 
 async def test_list_by_task_status_and_identifier(tasks: asyncio.Event) -> None:
     a = await mageflow.asign("work", task_identifiers={"order": 1042, "shop": "eu"})
+    await asyncio.sleep(0.005)  # distinct creation times (ms): the order is by time
     b = await mageflow.asign("work", task_identifiers={"order": 7})
     c = await mageflow.asign("other", task_identifiers={"order": "1042"})
     assert await _keys(task="work") == [b.key, a.key]  # newest first
@@ -64,9 +65,11 @@ async def test_roots_exclude_members_and_callbacks(tasks: asyncio.Event) -> None
     cb = await mageflow.asign("work")
     step1 = await mageflow.asign("work")
     ch = await mageflow.achain([step1, "work"], success=[cb])
+    await asyncio.sleep(0.005)  # distinct creation times (ms): the order is by time
     sw = await mageflow.aswarm()
     member = await mageflow.asign("work")
     await sw.aio_run_in_swarm(member)
+    await asyncio.sleep(0.005)
     lone = await mageflow.asign("work")
     roots = await _keys()
     assert roots == [lone.key, sw.key, ch.key]

@@ -96,26 +96,77 @@ async def describe(runtime: MageflowRuntime, key: str) -> dict[str, Any]:
     return out
 
 
-async def flow_tree(runtime: MageflowRuntime, key: str, depth: int = 0) -> dict[str, Any]:
-    """``key`` with its members and callbacks as nested nodes (JSON-ready)."""
-    raw = await _raw(runtime, key)
+async def _raw_many(runtime: MageflowRuntime, keys: list[str]) -> list[dict[str, str]]:
+    store = runtime.store
+
+    async def read() -> list[Any]:
+        pipe = store.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.hgetall(store.keys.sig(k))
+        return await pipe.execute()
+
+    if not keys:
+        return []
+    raws = await store._guard(read, key=None)
+    return [{_text(k): _text(v) for k, v in raw.items()} for raw in raws]
+
+
+async def flow_tree(runtime: MageflowRuntime, key: str) -> dict[str, Any]:
+    """``key`` with its members and callbacks as nested nodes (JSON-ready).
+
+    One pipelined read per level of the tree (plus one per container for its
+    counters), so a dashboard refreshing a large swarm stays cheap.
+    """
+    (raw,) = await _raw_many(runtime, [key])
     if not raw:
-        if depth == 0:
-            raise SignatureNotFoundError(key)
-        return {"key": key, "kind": "missing", "status": "missing", "task_name": "?"}
-    sig = runtime.store.decode(key, raw)
-    node = _summary(sig, raw)
-    if depth >= _MAX_DEPTH:
-        node["truncated"] = True
-        return node
-    members: list[str] = []
-    if isinstance(sig, (ChainSignature, SwarmSignature)):
-        node["progress"] = (await _control.progress(runtime, key)).model_dump()
-        members = await runtime.store.members(sig)
-    node["members"] = [await flow_tree(runtime, m, depth + 1) for m in members[:MAX_TREE_MEMBERS]]
-    node["more_members"] = max(0, len(members) - MAX_TREE_MEMBERS)
-    node["success_callbacks"] = [
-        await flow_tree(runtime, c, depth + 1) for c in sig.success_callbacks
-    ]
-    node["error_callbacks"] = [await flow_tree(runtime, c, depth + 1) for c in sig.error_callbacks]
-    return node
+        raise SignatureNotFoundError(key)
+    return (await _nodes(runtime, [key], [raw], 0))[0]
+
+
+async def _nodes(
+    runtime: MageflowRuntime, keys: list[str], raws: list[dict[str, str]], depth: int
+) -> list[dict[str, Any]]:
+    if not keys:
+        return []
+    nodes: list[dict[str, Any]] = []
+    children: list[str] = []
+    shape: list[tuple[int, int, int, int]] = []  # per node: members, more, ok, err counts
+    for key, raw in zip(keys, raws, strict=True):
+        if not raw:
+            nodes.append({"key": key, "kind": "missing", "status": "missing", "task_name": "?"})
+            shape.append((0, 0, 0, 0))
+            continue
+        sig = runtime.store.decode(key, raw)
+        node = _summary(sig, raw)
+        nodes.append(node)
+        if depth >= _MAX_DEPTH:
+            node["truncated"] = True
+            shape.append((0, 0, 0, 0))
+            continue
+        members: list[str] = []
+        if isinstance(sig, (ChainSignature, SwarmSignature)):
+            node["progress"] = (await _control.progress(runtime, key)).model_dump()
+            members = await runtime.store.members(sig)
+        shown = members[:MAX_TREE_MEMBERS]
+        children += [*shown, *sig.success_callbacks, *sig.error_callbacks]
+        shape.append(
+            (
+                len(shown),
+                max(0, len(members) - MAX_TREE_MEMBERS),
+                len(sig.success_callbacks),
+                len(sig.error_callbacks),
+            )
+        )
+    below = await _nodes(runtime, children, await _raw_many(runtime, children), depth + 1)
+    i = 0
+    for node, (n_members, more, n_ok, n_err) in zip(nodes, shape, strict=True):
+        if node["kind"] == "missing":
+            continue
+        node["members"] = below[i : i + n_members]
+        i += n_members
+        node["more_members"] = more
+        node["success_callbacks"] = below[i : i + n_ok]
+        i += n_ok
+        node["error_callbacks"] = below[i : i + n_err]
+        i += n_err
+    return nodes
