@@ -16,11 +16,12 @@ from mageflow import (
     ErrorDetails,
     ErrorInfo,
     MageflowConfig,
+    NonRetryable,
     SignatureCanceledError,
     SignatureFailedError,
     SwarmConfig,
 )
-from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
+from mageflow.inmemory import InMemoryTaskManager
 from pydantic import BaseModel
 
 manager = InMemoryTaskManager()
@@ -43,7 +44,7 @@ class ResizeFailed(BaseModel):
 async def resize(msg: Resize) -> str:
     attempts[msg.image_id] = attempts.get(msg.image_id, 0) + 1
     if msg.image_id == 13 and attempts[msg.image_id] == 1:
-        raise NonRetryableError("image 13 is corrupt")
+        raise NonRetryable("image 13 is corrupt")
     return f"thumb-{msg.image_id}.png"
 
 
@@ -73,7 +74,7 @@ async def results_and_errors() -> None:
         assert exc.error is not None
         assert exc.error.message == "image 13 is corrupt"  # also .type, .traceback
     await mageflow.result(on_error.key, timeout=10)
-    assert alerts == ["image 13: mageflow.inmemory.NonRetryableError: image 13 is corrupt"]
+    assert alerts == ["image 13: mageflow.engine.NonRetryable: image 13 is corrupt"]
 
     # retry: a new attempt of the same signature, with the input it received
     await mageflow.retry(bad.key)

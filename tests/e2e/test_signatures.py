@@ -291,9 +291,6 @@ async def test_redis_unreachable_is_a_clear_error(app: App, hatchet_engine: Any)
             await broken.asign("e2e-charge")
     finally:
         app.mf.runtime.install()
-        import mageflow._api as api
-
-        api._default = app.mf.runtime
 
 
 async def test_durable_task_drives_signature_and_callbacks(app: App, tag: str) -> None:

@@ -141,7 +141,7 @@ async def test_result_of_a_failed_task_raises_with_details(board: Board) -> None
     err = info.value
     assert err.status == "failed" and err.key == sig.key
     assert isinstance(err.error, ErrorDetails)
-    assert err.error.type.endswith("NonRetryableError")
+    assert err.error.type == "mageflow.engine.NonRetryable"
     assert err.error.message == "boom 7"
     assert "Traceback" in err.error.traceback
     assert err.error.signature_key == sig.key

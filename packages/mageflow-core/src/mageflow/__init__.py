@@ -8,7 +8,7 @@ the client for an engine, comes from an installed adapter package
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thirdmagic import (
     AcceptParams,
@@ -44,8 +44,8 @@ from mageflow._api import (
     achain,
     asign,
     aswarm,
-    chain,
     configure,
+    create_runtime,
     get_runtime,
     load_signature,
     lock_task,
@@ -53,10 +53,15 @@ from mageflow._api import (
     recover,
     remove,
     resume,
-    resume_task,
-    sign,
-    swarm,
 )
+
+# The ``import X as X`` names are importable for compatibility but kept out of
+# ``__all__`` (docs/api/client.md, "Aliases"): legacy spellings of the
+# functions above, and the adapter contract, whose home is ``mageflow.engine``.
+from mageflow._api import chain as chain
+from mageflow._api import resume_task as resume_task
+from mageflow._api import sign as sign
+from mageflow._api import swarm as swarm
 from mageflow._flows import (
     cancel,
     list_signatures,
@@ -66,26 +71,29 @@ from mageflow._flows import (
     stuck_signatures,
 )
 from mageflow._query import StuckSignature
-from mageflow._runtime import MageflowRuntime, RunOutcome, RunRequest
+from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
-from mageflow.manager import (
-    CancelRequest,
-    DescribeRequest,
-    DispatchRequest,
-    DispatchResult,
-    TaskDescription,
-    TaskManager,
-)
+from mageflow.engine import CancelRequest as CancelRequest
+from mageflow.engine import DescribeRequest as DescribeRequest
+from mageflow.engine import DispatchRequest as DispatchRequest
+from mageflow.engine import DispatchResult as DispatchResult
+from mageflow.engine import NonRetryable
+from mageflow.engine import RunOutcome as RunOutcome
+from mageflow.engine import RunRequest as RunRequest
+from mageflow.engine import TaskDescription as TaskDescription
+from mageflow.engine import TaskManager as TaskManager
+
+if TYPE_CHECKING:
+    # Type checkers see the Hatchet client's real type; at run time it is
+    # looked up through the adapter entry point (``__getattr__`` below), so
+    # core never imports an engine SDK.
+    from mageflow_hatchet import Mageflow as Mageflow
 
 __all__ = [
     "AcceptParams",
-    "CancelRequest",
     "ChainSignature",
     "ConfigurationError",
     "ContainerProgress",
-    "DescribeRequest",
-    "DispatchRequest",
-    "DispatchResult",
     "EngineError",
     "ErrorDetails",
     "ErrorInfo",
@@ -94,12 +102,11 @@ __all__ = [
     "MageflowError",
     "MageflowRuntime",
     "MageflowValidationError",
+    "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
     "ResultTimeoutError",
     "ReturnValue",
-    "RunOutcome",
-    "RunRequest",
     "Signature",
     "SignatureCanceledError",
     "SignatureFailedError",
@@ -112,16 +119,14 @@ __all__ = [
     "SwarmConfig",
     "SwarmFullError",
     "SwarmSignature",
-    "TaskDescription",
-    "TaskManager",
     "TaskSignature",
     "TaskStatus",
     "achain",
     "asign",
     "aswarm",
     "cancel",
-    "chain",
     "configure",
+    "create_runtime",
     "get_runtime",
     "list_signatures",
     "load_signature",
@@ -132,11 +137,8 @@ __all__ = [
     "remove",
     "result",
     "resume",
-    "resume_task",
     "retry",
-    "sign",
     "stuck_signatures",
-    "swarm",
 ]
 
 _ADAPTER_GROUP = "mageflow.adapters"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from thirdmagic.backend import current_backend
 from thirdmagic.errors import ConfigurationError, SignatureNotFoundError
 from thirdmagic.signature import (
     ChainSignature,
@@ -30,6 +31,7 @@ __all__ = [
     "aswarm",
     "chain",
     "configure",
+    "create_runtime",
     "get_runtime",
     "load_signature",
     "lock_task",
@@ -41,8 +43,6 @@ __all__ = [
     "sign",
     "swarm",
 ]
-
-_default: MageflowRuntime | None = None
 
 
 def redis_client(redis: aioredis.Redis | str | None) -> aioredis.Redis:
@@ -68,22 +68,43 @@ def redis_client(redis: aioredis.Redis | str | None) -> aioredis.Redis:
     return from_pool(pool) if from_pool else aioredis.Redis(connection_pool=pool)
 
 
+def create_runtime(
+    redis: aioredis.Redis | str | None = None,
+    manager: TaskManager | None = None,
+    config: MageflowConfig | None = None,
+) -> MageflowRuntime:
+    """Build a runtime without making it the default: use it with ``runtime.activate()``."""
+    return MageflowRuntime(RedisStore(redis_client(redis), config), manager)
+
+
 def configure(
     redis: aioredis.Redis | str | None = None,
     manager: TaskManager | None = None,
     config: MageflowConfig | None = None,
 ) -> MageflowRuntime:
-    """Set up the default runtime used by the module-level functions."""
-    global _default
-    runtime = MageflowRuntime(RedisStore(redis_client(redis), config), manager)
-    _default = runtime.install()
-    return runtime
+    """Build a runtime and make it the process default (``runtime.install()``).
+
+    The module-level functions and signature methods use the active runtime:
+    the one a ``with runtime.activate():`` block chose in this context, else
+    the process default. Creating a ``Mageflow`` client calls this too.
+    """
+    return create_runtime(redis, manager, config).install()
 
 
 def get_runtime() -> MageflowRuntime:
-    if _default is None:
-        return configure()
-    return _default
+    """The active runtime; ``ConfigurationError`` when none was configured."""
+    backend = current_backend()
+    if backend is None:
+        raise ConfigurationError(
+            "no MageFlow runtime is configured: create a Mageflow client "
+            "(mageflow_hatchet.Mageflow(hatchet, redis_client=...)) or call "
+            "mageflow.configure(redis, manager=...) first"
+        )
+    if not isinstance(backend, MageflowRuntime):
+        raise ConfigurationError(
+            f"the active signature backend is a {type(backend).__name__}, not a MageflowRuntime"
+        )
+    return backend
 
 
 async def asign(task: Any, **options: Any) -> TaskSignature:
@@ -161,14 +182,16 @@ async def remove(key: str, with_error: bool = True, with_success: bool = True) -
 
 
 @asynccontextmanager
-async def _locked(key: str, kwargs: dict[str, Any]) -> AsyncIterator[Signature]:
-    async with get_runtime().lock(key, **kwargs) as sig:
+async def _locked(key: str, wait: timedelta | float | None) -> AsyncIterator[Signature]:
+    async with get_runtime().lock(key, wait=wait) as sig:
         if sig is None:
             raise SignatureNotFoundError(key)
         yield sig
 
 
-def lock_task(key: str, **kwargs: Any) -> Any:
+def lock_task(
+    key: str, *, wait: timedelta | float | None = None
+) -> AbstractAsyncContextManager[Signature]:
     """Async context manager holding ``key`` locked; yields the signature.
 
     While held, no other caller can change the signature's status or delete
@@ -176,7 +199,7 @@ def lock_task(key: str, **kwargs: Any) -> Any:
     The lock expires after ``lock_ttl`` so a crashed holder cannot freeze the
     signature. ``wait=`` (seconds) bounds how long acquiring may wait.
     """
-    return _locked(key, kwargs)
+    return _locked(key, wait)
 
 
 async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:

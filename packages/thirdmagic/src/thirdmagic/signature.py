@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -140,6 +140,18 @@ class SignatureKwargs(dict[str, Any]):
         self.update(plain)
 
 
+if TYPE_CHECKING:
+
+    class _KwargsField:
+        """How type checkers see ``Signature.kwargs``: set from any mapping, read as
+        :class:`SignatureKwargs` (which is what the validator stores), so
+        ``sig.kwargs.aupdate(...)`` type-checks. Never exists at run time."""
+
+        def __get__(self, obj: object, owner: object) -> SignatureKwargs: ...
+
+        def __set__(self, obj: object, value: Mapping[str, Any]) -> None: ...
+
+
 class Signature(BaseModel):
     """Fields and lifecycle methods shared by tasks, chains and swarms."""
 
@@ -151,7 +163,10 @@ class Signature(BaseModel):
         description="Unique key of the signature in the store.",
     )
     task_name: str
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    if TYPE_CHECKING:
+        kwargs: _KwargsField = _KwargsField()
+    else:
+        kwargs: dict[str, Any] = Field(default_factory=dict)
     creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model_validators: str | None = Field(
         default=None, description="Import path ('module:Class') of the task's input model."

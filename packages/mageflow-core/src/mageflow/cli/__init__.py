@@ -38,6 +38,15 @@ from thirdmagic.errors import (
 )
 from thirdmagic.status import LifecycleEvent, SignatureStatus
 
+from mageflow.engine import (
+    CancelRequest,
+    DescribeRequest,
+    DispatchRequest,
+    DispatchResult,
+    TaskDescription,
+    TaskManager,
+)
+
 __all__ = ["EXIT_CODES", "main"]
 
 EXIT_OK = 0
@@ -71,7 +80,7 @@ _STATUS_MARK = {
 }
 
 
-class _Deferred:
+class _Deferred(TaskManager):
     """Stands in for an engine when the CLI has none.
 
     A dispatch is left as a claim in the pending index, which the workers'
@@ -82,9 +91,7 @@ class _Deferred:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    async def dispatch(self, request: Any) -> Any:
-        from mageflow.manager import DispatchResult
-
+    async def dispatch(self, request: DispatchRequest) -> DispatchResult:
         print(
             f"note: no engine configured; the run of {request.signature_key} is claimed and "
             "will be sent by a worker's recovery loop",
@@ -92,14 +99,14 @@ class _Deferred:
         )
         return DispatchResult(run_id=None)
 
-    async def cancel(self, request: Any) -> None:
+    async def cancel(self, request: CancelRequest) -> None:
         print(
             f"warning: no engine configured; run {request.run_id} was not cancelled in the "
             "engine (its outcome will be discarded when it ends)",
             file=self.out,
         )
 
-    def describe(self, request: Any) -> None:
+    def describe(self, request: DescribeRequest) -> TaskDescription | None:
         return None
 
 
