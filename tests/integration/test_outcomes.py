@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import mageflow
@@ -20,6 +21,7 @@ from mageflow import (
     SignatureFailedError,
     SignatureNotFoundError,
     SignatureStatus,
+    TaskSignature,
 )
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
@@ -555,3 +557,37 @@ async def test_chain_progress_has_the_current_step(board: Board) -> None:
     assert (p.done, p.current_step, p.status) == (3, 2, "done")
     with pytest.raises(SignatureNotFoundError):
         await mageflow.progress("missing")
+
+
+async def test_many_cancels_racing_completions_each_have_one_outcome(
+    board: Board, manager: InMemoryTaskManager
+) -> None:
+    import random
+
+    rng = random.Random(7)
+    sigs = []
+    for _ in range(40):
+        ok = await mageflow.asign("got")
+        bad = await mageflow.asign("alert")
+        sigs.append(await mageflow.asign("double", success_callbacks=[ok], error_callbacks=[bad]))
+
+    async def race(i: int, sig: TaskSignature) -> bool:
+        await sig.aio_run_no_wait(Num(n=i))
+        await asyncio.sleep(rng.choice([0, 0.001, 0.002, 0.005, 0.01]))
+        try:
+            await mageflow.cancel(sig.key, error_callbacks=True)
+        except InvalidTransitionError:
+            return False
+        return True
+
+    canceled = await asyncio.gather(*(race(i, s) for i, s in enumerate(sigs, 1)))
+    await manager.wait_idle(timeout=10)
+    await asyncio.sleep(0.1)
+    await manager.wait_idle(timeout=10)
+    got = Counter(v // 2 for v in board.calls.get("got", []))
+    alerted = Counter(a.n for a in board.calls.get("alert", []))
+    for i, (sig, was_canceled) in enumerate(zip(sigs, canceled, strict=True), 1):
+        loaded = await mageflow.load_signature(sig.key)
+        assert loaded is not None
+        assert loaded.status == (S.CANCELED if was_canceled else S.DONE), i
+        assert (got[i], alerted[i]) == ((0, 1) if was_canceled else (1, 0)), i
