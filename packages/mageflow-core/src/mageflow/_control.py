@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["cancel", "clone", "progress", "retry"]
 
-_TERMINAL = frozenset({"done", "failed", "canceled"})
 _MAX_CLONE_DEPTH = 32
 
 
@@ -45,24 +44,12 @@ async def cancel(
 ) -> TaskStatus:
     """Cancel ``key`` for good; a chain or swarm cancels its members too.
 
-    A member of a container that is still running is refused: cancelling it
-    alone would leave its container waiting for ever; cancel the container.
+    A member of a container that is still running is refused by the store
+    (``InvalidTransitionError``): cancelling it alone would leave its
+    container waiting for ever; cancel the container.
     """
     if not isinstance(key, str) or not key:
         raise MageflowValidationError(f"key: expected a signature key, got {key!r}", field="key")
-    status, parent = await _fields(runtime, key, F.status, F.parent)
-    if status is None:
-        raise SignatureNotFoundError(key)
-    if parent is not None:
-        (parent_status,) = await _fields(runtime, parent, F.status)
-        if parent_status is not None and parent_status not in _TERMINAL:
-            raise InvalidTransitionError(
-                key,
-                status,
-                "cancel",
-                f"signature {key!r} is a member of {parent!r}, which is still running; "
-                "cancel the chain or swarm instead",
-            )
     result = await runtime.apply(key, LifecycleEvent.CANCEL)
     if error_callbacks:
         await _fire_error_callbacks(runtime, key)

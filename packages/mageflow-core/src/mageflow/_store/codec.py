@@ -345,6 +345,14 @@ def _noretry(r: _Refusal) -> Exception:
 
 
 def _member(r: _Refusal) -> Exception:
+    if r.op == "transition":
+        return InvalidTransitionError(
+            r.key,
+            "member",
+            r.action,
+            f"signature {r.key!r} is a member of {r.arg(0)!r}, which is still running; "
+            "cancel the chain or swarm instead",
+        )
     if r.op == "remove":
         return InvalidTransitionError(
             r.arg(0),

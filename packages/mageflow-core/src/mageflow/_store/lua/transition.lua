@@ -19,6 +19,12 @@ local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
 if RUN_EVENT[event] then return {R.invalid, s, R.run} end
 local target = step(s, event, ls)
 if not target then return {R.invalid, s} end
+if event == EV.cancel and st[9] and target ~= s then
+  -- a member of a chain or swarm that is still running is canceled with its
+  -- container, never alone: the container would wait for it for ever
+  local ps = redis.call('HGET', pfx .. K.sig .. st[9], F.status)
+  if ps and not terminal(ps) then return {R.member, st[9]} end
+end
 if event == EV.retry then
   -- a retry re-runs one task with its stored input; a container member would
   -- report to a container that has settled, and a container has no input
