@@ -148,7 +148,12 @@ def _free_port() -> int:
 @pytest.fixture
 async def server(runtime: MageflowRuntime) -> AsyncIterator[str]:
     port = _free_port()
-    app = create_app(runtime, token=TOKEN, refresh_interval=0.2, hatchet_url="http://hatchet.local")
+    app = create_app(
+        runtime,
+        token=TOKEN,
+        refresh_interval=0.2,
+        hatchet_url="http://hatchet.local/t/1/runs/{run_id}?x=1",
+    )
     srv = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
@@ -231,7 +236,7 @@ async def test_flow_page_shows_a_running_swarm_live_and_acts(
             await page.click(f".node[data-key='{members[0]}']")
             await expect(page.locator("dd[data-field=result]")).to_have_text("0")
             await expect(page.locator("dd[data-field=run_id] a")).to_have_attribute(
-                "href", f"http://hatchet.local/runs/{(await raw.hash(members[0]))['r']}"
+                "href", f"http://hatchet.local/t/1/runs/{(await raw.hash(members[0]))['r']}?x=1"
             )
             if SCREENSHOT:
                 await page.click(f".node[data-key='{sw.key}'] .node-head")

@@ -194,7 +194,11 @@ def _parser() -> argparse.ArgumentParser:
         "--token", default=None, help="action token (default: $MAGEFLOW_TOKEN or random)"
     )
     dash.add_argument("--read-only", action="store_true")
-    dash.add_argument("--hatchet-url", default=None, help="base URL of the Hatchet dashboard")
+    dash.add_argument(
+        "--hatchet-url",
+        default=None,
+        help="link to a Hatchet run: a template with {run_id}, or a base URL + /runs/<id>",
+    )
     dash.add_argument("--engine", default="auto")
     dash.add_argument("--flow", default=None, metavar="KEY", help="also print a link to this flow")
     return parser

@@ -182,6 +182,13 @@ function renderFlow(node) {
   return el("div", { class: "flowrow" }, renderNode(node), el("span", { class: "arrow" }, "⇢"), callbacks);
 }
 
+// --hatchet-url is a template with {run_id}, or a base that /runs/<id> is appended to
+function runLink(template, runId) {
+  const id = encodeURIComponent(runId);
+  if (template.includes("{run_id}")) return template.replaceAll("{run_id}", id);
+  return `${template.replace(/\/$/, "")}/runs/${id}`;
+}
+
 function field(name, value) {
   if (value === null || value === undefined || value === "") return [];
   const text = typeof value === "string" ? value : JSON.stringify(value, null, 2);
@@ -196,7 +203,7 @@ async function select(key) {
     const info = await getJSON(`/api/signatures/${encodeURIComponent(key)}`);
     const fields = document.getElementById("d-fields");
     const run = info.run_id && config.hatchet_url
-      ? el("a", { href: `${config.hatchet_url.replace(/\/$/, "")}/runs/${info.run_id}`, target: "_blank", rel: "noopener" }, info.run_id)
+      ? el("a", { href: runLink(config.hatchet_url, info.run_id), target: "_blank", rel: "noopener" }, info.run_id)
       : info.run_id;
     const runNodes = run ? [el("dt", {}, "hatchet run"), el("dd", { "data-field": "run_id" }, run)] : [];
     fields.replaceChildren(
