@@ -14,14 +14,20 @@ from thirdmagic import (
     AcceptParams,
     ChainSignature,
     ConfigurationError,
+    ContainerProgress,
     EngineError,
+    ErrorDetails,
+    ErrorInfo,
     InvalidTransitionError,
     MageflowError,
     MageflowValidationError,
     NotFoundError,
     PauseActionTypes,
+    ResultTimeoutError,
     ReturnValue,
     Signature,
+    SignatureCanceledError,
+    SignatureFailedError,
     SignatureLockedError,
     SignatureNotFoundError,
     SignatureStatus,
@@ -57,6 +63,15 @@ from mageflow._api import chain as chain
 from mageflow._api import resume_task as resume_task
 from mageflow._api import sign as sign
 from mageflow._api import swarm as swarm
+from mageflow._flows import (
+    cancel,
+    list_signatures,
+    progress,
+    result,
+    retry,
+    stuck_signatures,
+)
+from mageflow._query import StuckSignature
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
 from mageflow.engine import CancelRequest as CancelRequest
@@ -79,7 +94,10 @@ __all__ = [
     "AcceptParams",
     "ChainSignature",
     "ConfigurationError",
+    "ContainerProgress",
     "EngineError",
+    "ErrorDetails",
+    "ErrorInfo",
     "InvalidTransitionError",
     "MageflowConfig",
     "MageflowError",
@@ -88,13 +106,17 @@ __all__ = [
     "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
+    "ResultTimeoutError",
     "ReturnValue",
     "Signature",
+    "SignatureCanceledError",
+    "SignatureFailedError",
     "SignatureLockedError",
     "SignatureNotFoundError",
     "SignatureStatus",
     "StoreError",
     "StoreUnavailableError",
+    "StuckSignature",
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",
@@ -104,15 +126,21 @@ __all__ = [
     "achain",
     "asign",
     "aswarm",
+    "cancel",
     "configure",
     "create_runtime",
     "get_runtime",
+    "list_signatures",
     "load_signature",
     "lock_task",
     "pause",
+    "progress",
     "recover",
     "remove",
+    "result",
     "resume",
+    "retry",
+    "stuck_signatures",
 ]
 
 _ADAPTER_GROUP = "mageflow.adapters"

@@ -32,6 +32,7 @@ from thirdmagic.signature import to_json_value
 
 from mageflow import _locks, _merge
 from mageflow._crash import crash_point
+from mageflow._results import error_payload
 from mageflow._store.codec import OutboxEntry, R
 from mageflow.engine import NonRetryable, RunOutcome, RunRequest
 
@@ -201,7 +202,7 @@ async def _failed(
         request,
         persist,
         succeeded=False,
-        payload=f"{type(exc).__name__}: {exc}",
+        payload=error_payload(exc, request.signature_key),
         retries=-1 if final or request.retries is None else request.retries,
     )
     if code == R.retry:

@@ -31,6 +31,13 @@ class MageflowConfig(BaseModel):
     (connection lost or refused, ``LOADING``) before it leaves the run to the
     reconciler; never longer than the run's own deadline."""
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait", "store_retry_window")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
