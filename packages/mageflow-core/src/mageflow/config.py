@@ -26,6 +26,12 @@ class MageflowConfig(BaseModel):
     lock_ttl: timedelta = timedelta(seconds=60)
     lock_wait: timedelta = timedelta(seconds=10)
     lock_poll_interval: timedelta = timedelta(milliseconds=20)
+    reconcile_after: timedelta = timedelta(minutes=5)
+    """how long a claim or a begun run may go unheard of before the reconciler asks the engine"""
+    reconcile_max_resends: int = Field(default=3, ge=0)
+    """re-sends of a dispatch the engine does not know, before its signature fails"""
+    reconcile_batch: int = Field(default=1000, ge=1)
+    """items per index per sweep (and run ids per run-status query)"""
 
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
     @classmethod

@@ -109,6 +109,7 @@ class R:
     noop: Final = "noop"
     replay: Final = "replay"
     busy: Final = "busy"
+    exhausted: Final = "exhausted"
     # skip reasons
     duplicate: Final = "duplicate"
     finished: Final = "finished"

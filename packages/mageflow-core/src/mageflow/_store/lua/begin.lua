@@ -1,6 +1,8 @@
 -- A run arrives at a worker: run it, skip it, park it (suspended), or hand
 -- back the outbox of a finished run whose dispatches may have been lost.
--- KEYS: sig_key, lock_key, pending_key
+-- A run that starts is listed in the active index until FINISH, so the
+-- reconciler can ask the engine about a run that never finishes.
+-- KEYS: sig_key, lock_key, pending_key, active_key
 -- ARGV: dispatch_id, run_id, input, active_ttl
 -- REPLIES: run, skip, park, drain
 -- @include lib/prelude
@@ -20,10 +22,12 @@ if target and target ~= s then
              F.input, input, F.dispatch, dispatch_id)
   redis.call('HDEL', sig_key, F.parked)
   redis.call('PEXPIRE', sig_key, active_ttl)
+  redis.call('ZADD', active_key, now_ms(), sig_key)
   return {R.run, redis.call('HGETALL', sig_key)}
 elseif target == S.active then
   if r == run_id then
     redis.call('PEXPIRE', sig_key, active_ttl)
+    redis.call('ZADD', active_key, now_ms(), sig_key)
     return {R.run, redis.call('HGETALL', sig_key)}
   end
   return {R.skip, R.duplicate}

@@ -1,7 +1,9 @@
 -- Run a signature on its own: claim a dispatch, or park the input of a
 -- suspended signature until resume.
+-- The caller's run options (priority, metadata...) are kept with the claim
+-- so that every re-send uses them.
 -- KEYS: sig_key, lock_key, pending_key
--- ARGV: token, input, dispatch_id, active_ttl, key
+-- ARGV: token, input, dispatch_id, active_ttl, key, options
 -- REPLIES: dispatch, parked
 -- @include lib/prelude
 local bad = check(sig_key); if bad then return bad end
@@ -16,6 +18,8 @@ local target = step(s, EV.start)
 if target and target ~= s then
   redis.call('HSET', sig_key, F.input, input, F.dispatch, dispatch_id)
   redis.call('HDEL', sig_key, F.run, F.parked)
+  if options ~= '' then redis.call('HSET', sig_key, F.run_options, options)
+  else redis.call('HDEL', sig_key, F.run_options) end
   redis.call('PEXPIRE', sig_key, active_ttl)
   pend(pending_key, sig_key, cjson.encode(entry(key, dispatch_id, f[2], f[3], KIND.task, {}, {}, MODE.merge, input)))
   return {R.dispatch}

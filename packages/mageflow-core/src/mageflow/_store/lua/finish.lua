@@ -25,6 +25,7 @@ if succeed then claim_cbs(sig_key, F.callbacks_ok, payload, MODE.inject, out)
 else claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out) end
 redis.call('HSET', sig_key, F.status, target, F.last_status, s, succeed and F.result or F.error, payload)
 redis.call('HDEL', sig_key, F.parked)
+redis.call('ZREM', prefix .. K.active, sig_key)
 redis.call('PEXPIRE', sig_key, done_ttl)
 bubble(string.sub(sig_key, #SP + 1), succeed, payload, m or '{}', out)
 local obj = encode(out)

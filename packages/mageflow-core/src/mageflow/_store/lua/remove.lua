@@ -53,5 +53,13 @@ for _, full in ipairs(doomed) do
     end
   end
 end
-for _, full in ipairs(doomed) do redis.call('DEL', full) end
+-- a deleted signature leaves the pending and active indexes with it
+local pk, ak = prefix .. K.pending, prefix .. K.active
+for _, full in ipairs(doomed) do
+  redis.call('DEL', full)
+  if string.sub(full, 1, #sp) == sp then
+    redis.call('ZREM', pk, full)
+    redis.call('ZREM', ak, full)
+  end
+end
 return {R.ok, #doomed}
