@@ -128,7 +128,7 @@ async def reconcile(runtime: MageflowRuntime, older_than_ms: int, limit: int) ->
             report.engine_calls += 1
             result = await runtime._manager().run_status(RunStatusRequest(run_ids=tuple(asked)))
             states = {r: result.state(r) for r in asked}
-        except MageflowError as exc:
+        except Exception as exc:  # an adapter's error of any kind: ask again next sweep
             log.warning("reconciler: the engine could not report run states: %s", exc)
             states = None
     max_resends = store.config.reconcile_max_resends
