@@ -19,13 +19,11 @@ from mageflow import (
     DispatchRefusedError,
     MageflowRuntime,
     MageflowValidationError,
-    SignatureStatus,
     SwarmConfig,
 )
 from mageflow.engine import (
     DispatchRequest,
     DispatchResult,
-    RunState,
     RunStatusRequest,
     RunStatusResult,
 )
@@ -205,9 +203,7 @@ async def test_claim_the_engine_lost_is_resent_with_the_callers_options(
     runtime: MageflowRuntime, engine: Engine, raw: Raw, state: str
 ) -> None:
     seen = register(engine)
-    key, run_id = await held_claim(
-        engine, priority=3, additional_metadata={"customer": "c-1"}
-    )
+    key, run_id = await held_claim(engine, priority=3, additional_metadata={"customer": "c-1"})
     if state == "unknown":
         engine.forget(run_id)
     else:
@@ -227,7 +223,7 @@ async def test_claim_the_engine_never_knows_fails_after_max_resends(
     runtime: MageflowRuntime, engine: Engine, raw: Raw
 ) -> None:
     seen = register(engine)
-    key, run_id = await held_claim(engine)
+    key, _ = await held_claim(engine)
     limit = runtime.config.reconcile_max_resends
     for _ in range(limit):
         for rid in [r for r, rec in engine.runs.items() if rec.signature_key == key]:
@@ -417,7 +413,7 @@ async def test_swarm_member_failed_in_the_engine_lets_the_swarm_settle(
     assert len(seen.calls["on_ok"]) == 1
 
 
-# -- callbacks whose input does not fit -------------------------------------------------------------
+# -- callbacks whose input does not fit --------------------------------------------------------
 
 
 class Needs(BaseModel):
@@ -450,7 +446,7 @@ async def test_unfit_error_callback_fails_at_once_naming_the_field(
     assert await indexes(runtime) == (0, 0)
 
 
-# -- several reconcilers, cost -----------------------------------------------------------------------
+# -- several reconcilers, cost ------------------------------------------------------------------
 
 
 async def test_reconcilers_racing_settle_each_signature_once(
