@@ -46,6 +46,7 @@ from mageflow._api import (
     load_signature,
     lock_task,
     pause,
+    reconcile,
     recover,
     remove,
     resume,
@@ -58,6 +59,7 @@ from mageflow._api import chain as chain
 from mageflow._api import resume_task as resume_task
 from mageflow._api import sign as sign
 from mageflow._api import swarm as swarm
+from mageflow._reconcile import ReconcileReport
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
 from mageflow.engine import CancelRequest as CancelRequest
@@ -91,6 +93,7 @@ __all__ = [
     "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
+    "ReconcileReport",
     "ReturnValue",
     "Signature",
     "SignatureLockedError",
@@ -112,6 +115,7 @@ __all__ = [
     "load_signature",
     "lock_task",
     "pause",
+    "reconcile",
     "recover",
     "remove",
     "resume",
