@@ -304,6 +304,21 @@ async def test_dispatch_outcome_unknown_runs_once_with_the_callers_options(
     assert (await runtime.reconcile(NOW)).examined == 0
 
 
+async def test_resume_replays_a_parked_run_with_the_callers_options(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw
+) -> None:
+    seen = register(engine)
+    sig = await mageflow.asign("work")
+    await mageflow.pause(sig.key)
+    await sig.aio_run_no_wait(Item(n=8), priority=3, additional_metadata={"k": "v"})
+    assert engine.runs == {}
+    await mageflow.resume(sig.key)
+    await engine.wait_idle()
+    assert seen.calls["work"] == [8]
+    (run,) = engine.runs.values()
+    assert run.options == {"priority": 3, "additional_metadata": {"k": "v"}}
+
+
 # -- begun runs: active, then silent --------------------------------------------------------------
 
 
@@ -325,7 +340,6 @@ async def test_begun_run_still_running_is_left(
         ("failed", "failed in the engine"),
         ("timed_out", "timed out in the engine"),
         ("succeeded", "completed in the engine but its outcome never reached MageFlow"),
-        ("unknown", "the engine does not know it"),
     ],
 )
 async def test_begun_run_ended_in_the_engine_fails_once(
@@ -333,10 +347,7 @@ async def test_begun_run_ended_in_the_engine_fails_once(
 ) -> None:
     seen = register(engine)
     key, run_id = await begun_run(engine, raw, seen)
-    if state == "unknown":
-        engine.forget(run_id)
-    else:
-        engine.runs[run_id].status = state
+    engine.runs[run_id].status = state
     report = await runtime.reconcile(NOW)
     assert report.failed == 1
     await engine.wait_idle()
@@ -347,6 +358,29 @@ async def test_begun_run_ended_in_the_engine_fails_once(
     assert seen.calls["block"] == [2]
     assert await indexes(runtime) == (0, 0)
     assert (await runtime.reconcile(NOW)).examined == 0
+
+
+async def test_begun_run_the_engine_does_not_know_fails_after_bounded_looks(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw
+) -> None:
+    seen = register(engine)
+    key, run_id = await begun_run(engine, raw, seen)
+    engine.forget(run_id)
+    limit = runtime.config.reconcile_max_resends
+    for _ in range(limit):
+        # an engine may lag behind a run it just started: look again, no re-send
+        report = await runtime.reconcile(NOW)
+        assert (report.left, report.failed, report.resent) == (1, 0, 0)
+        assert await raw.status(key) == "active"
+    report = await runtime.reconcile(NOW)
+    assert report.failed == 1
+    await engine.wait_idle()
+    assert await raw.status(key) == "failed"
+    assert "the engine does not know it" in await error_of(raw, key)
+    assert "not re-sent" in await error_of(raw, key)
+    assert len(seen.calls["on_error"]) == 1
+    assert seen.calls["block"] == [2]
+    assert await indexes(runtime) == (0, 0)
 
 
 async def test_begun_run_cancelled_in_the_engine_is_canceled(

@@ -36,6 +36,8 @@ class Action(StrEnum):
     RESEND = "resend"
     FAIL = "fail"
     CANCEL = "cancel"
+    DOUBT = "doubt"
+    """a begun run the engine does not know: look again (bounded), then fail"""
     RESTART = "restart"
     """a claimed chain or swarm: start it again (idempotent), no engine run of its own"""
 
@@ -110,8 +112,10 @@ def decide(item: DueItem, state: RunState | None) -> Decision:
         return Decision(
             Action.FAIL, f"run {run} completed in the engine but its outcome never reached MageFlow"
         )
-    # A begun run is never re-sent: its body may have run already.
-    return Decision(Action.FAIL, f"run {run} began but the engine does not know it any more")
+    # A begun run is never re-sent: its body may have run already. An engine
+    # may not list a run it just started (Hatchet's REST lags), so it is asked
+    # again, within the re-send bound, before the signature fails.
+    return Decision(Action.DOUBT, f"run {run} began but the engine does not know it")
 
 
 async def reconcile(runtime: MageflowRuntime, older_than_ms: int, limit: int) -> ReconcileReport:
@@ -162,7 +166,30 @@ async def _apply(
         return
     dispatch_id = item.entry.dispatch_id if item.entry is not None else ""
     run_id = "" if item.claimed else item.run_id
-    if action is Action.RESEND:
+    if action is Action.DOUBT:
+        code, _ = await store.settle(
+            item.key, action="resend", run_id=run_id, max_resends=max_resends
+        )
+        if code == "ok":
+            log.warning(
+                "reconciler: %s: %s (look %d of %d)",
+                item.key,
+                decision.reason,
+                item.resends + 1,
+                max_resends + 1,
+            )
+            report.left += 1
+            return
+        if code != "exhausted":
+            report.stale += 1
+            return
+        action = Action.FAIL
+        decision = Decision(
+            Action.FAIL,
+            f"{decision.reason} any more (asked {max_resends + 1} times); it is not "
+            "re-sent because its body may have run",
+        )
+    elif action is Action.RESEND:
         code, _ = await store.settle(
             item.key,
             action="resend",

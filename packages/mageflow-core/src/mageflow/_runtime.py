@@ -296,16 +296,21 @@ class MageflowRuntime:
             ) from exc
 
     async def redispatch(
-        self, key: str, task_name: str, input_data: dict[str, Any], dispatch_id: str
+        self,
+        key: str,
+        task_name: str,
+        input_data: dict[str, Any],
+        dispatch_id: str,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        await self._send(
-            DispatchRequest(
-                task_name=task_name,
-                input=input_data,
-                signature_key=key,
-                dispatch_id=dispatch_id,
-            )
+        request = DispatchRequest(
+            task_name=task_name,
+            input=input_data,
+            signature_key=key,
+            dispatch_id=dispatch_id,
+            options=options or {},
         )
+        await self._record_runs([(request, await self._send(request))])
 
     async def dispatch_outbox(self, outbox: Sequence[OutboxEntry]) -> None:
         """Send every dispatch a script claimed; raise the first failure after trying all.

@@ -112,6 +112,7 @@ class TransitionResult:
     dispatch_id: str | None = None
     kind: str = "task"
     task_name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class RedisStore:
@@ -346,7 +347,9 @@ class RedisStore:
             },
             action=event.value,
         )
-        code, status, previous, run, replay, dispatch_id, kind, task_name = (text(x) for x in reply)
+        code, status, previous, run, replay, dispatch_id, kind, task_name, options = (
+            text(x) for x in reply
+        )
         return TransitionResult(
             SignatureStatus(status),
             SignatureStatus(previous) if previous else None,
@@ -356,6 +359,7 @@ class RedisStore:
             dispatch_id=dispatch_id or None,
             kind=kind,
             task_name=task_name,
+            options=json.loads(options) if options else {},
         )
 
     async def update_kwargs(self, key: str, values: dict[str, Any], token: str) -> None:

@@ -20,7 +20,7 @@ if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
              F.input, input, F.dispatch, dispatch_id)
-  redis.call('HDEL', sig_key, F.parked)
+  redis.call('HDEL', sig_key, F.parked, F.resends)
   redis.call('PEXPIRE', sig_key, active_ttl)
   redis.call('ZADD', active_key, now_ms(), sig_key)
   return {R.run, redis.call('HGETALL', sig_key)}

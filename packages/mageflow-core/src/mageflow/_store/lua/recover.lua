@@ -34,10 +34,11 @@ end
 for _, k in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', cut, 'LIMIT', 0, cap)) do
   local keep = false
   if kind_of(k) then
-    local f = redis.call('HMGET', k, F.status, F.run)
+    local f = redis.call('HMGET', k, F.status, F.run, F.resends)
     if f[2] and (f[1] == S.active or f[1] == S.suspended) then
       keep = true
-      table.insert(out, cjson.encode({k = string.sub(k, skip + 1), w = 'a', er = f[2], s = f[1]}))
+      table.insert(out, cjson.encode({k = string.sub(k, skip + 1), w = 'a', er = f[2], s = f[1],
+                                      rn = tonumber(f[3] or '0')}))
     end
   end
   if keep then redis.call('ZADD', active_key, now, k) else redis.call('ZREM', active_key, k) end

@@ -2,7 +2,8 @@
 -- run: fail it (error callbacks fire, its container hears of a failed
 -- member), cancel it (no callbacks of its own; its container hears of a
 -- failed member, so a chain or swarm settles instead of stalling), or count
--- one more re-send of its claim (the caller then sends it). Only if the
+-- one more try: a re-send of its claim (the caller then sends it), or one
+-- more look at a begun run the engine does not know. Only if the
 -- signature is still where the sweep saw it: the same claimed dispatch, not
 -- begun (run_id empty), or the same begun run; so when several reconcilers
 -- race, one wins and the others get stale.
@@ -19,11 +20,14 @@ if run_id ~= '' then fits = r == run_id and (s == S.active or s == S.suspended)
 else fits = (not r) and ce and d == dispatch_id and (s == S.pending or s == S.suspended or s == S.interrupted) end
 if not fits then return {R.stale, s} end
 if action == 'resend' then
-  if run_id ~= '' then return {R.stale, s} end
+  -- one more try, within the bound: a claim is sent again; a begun run the
+  -- engine does not know (yet: engines may lag) is asked about again
   if rn >= tonumber(max_resends) then return {R.exhausted, tostring(rn)} end
   redis.call('HSET', sig_key, F.resends, rn + 1)
-  redis.call('HDEL', sig_key, F.engine_run)
-  redis.call('ZADD', pending_key, now_ms(), sig_key)
+  if run_id == '' then
+    redis.call('HDEL', sig_key, F.engine_run)
+    redis.call('ZADD', pending_key, now_ms(), sig_key)
+  end
   return {R.ok, '[]'}
 end
 -- the message error callbacks get: the run's input, or a claim's message
