@@ -16,7 +16,8 @@ outstanding, half as claims whose run is queued, half as begun runs
 (``active``); then one sweep, ``runtime.reconcile(older_than=0)``, is
 measured: Redis round trips and commands the client sent, commands the server
 ran (``INFO commandstats``, counting every ``redis.call`` inside the scripts),
-``run_status`` calls and the run ids they carried, wall time. Beside it, the
+``run_status`` calls and the run ids they carried, wall time (best of 3
+sweeps; on a shared 2-core machine single figures are noisy). Beside it, the
 baseline a reconciler without the indexes would pay just to find its work:
 the ``SCAN`` round trips (``COUNT 1000``) over every signature key.
 """
@@ -90,9 +91,9 @@ async def scenario(url: str, settled: int, outstanding: int) -> list[str]:
             sig = await runtime.sign("work")
             await sig.aio_run_no_wait(Msg(n=i))
 
-        # settled signatures, run to done as in production, 200 at a time
-        for start in range(0, settled, 200):
-            await _gather(min(200, settled - start), finished, concurrency=32)
+        # settled signatures, run to done as in production, 50 at a time
+        for start in range(0, settled, 50):
+            await _gather(min(50, settled - start), finished, concurrency=16)
             await engine.wait_idle(timeout=600)
         leftover = await runtime.reconcile(older_than=timedelta(0))
         if leftover.examined:
@@ -143,7 +144,8 @@ async def scenario(url: str, settled: int, outstanding: int) -> list[str]:
                     report.left,
                 )
             )
-        rt, sent, server, calls, asked, wall, examined, left = sweeps[-1]
+        rt, sent, server, calls, asked, _, examined, left = sweeps[-1]
+        wall = min(s[5] for s in sweeps)
         scan_rt = 0
         cursor = 0
         while True:
