@@ -56,6 +56,11 @@ _STATES = {
 }
 
 
+# Task names registered through any MageFlow client of this process: a task
+# of another client (say, one with other AcceptParams) reports back too.
+_MANAGED: set[str] = set()
+
+
 class HatchetTaskManager(TaskManager):
     """Runs signatures as Hatchet runs.
 
@@ -78,6 +83,7 @@ class HatchetTaskManager(TaskManager):
     ) -> None:
         self._by_name[name] = TaskDescription(name=name, input_model=input_model, retries=retries)
         self._by_object[id(task)] = name
+        _MANAGED.add(name)
 
     def describe(self, request: DescribeRequest) -> TaskDescription | None:
         task = request.task
@@ -99,7 +105,7 @@ class HatchetTaskManager(TaskManager):
             )
             # a task object the MageFlow client did not register (plain
             # hatchet.task, a workflow): its runs never report back
-            return TaskDescription(name=task_name, input_model=model, managed=False)
+            return TaskDescription(name=task_name, input_model=model, managed=task_name in _MANAGED)
         return None
 
     def _trigger(self, request: DispatchRequest) -> WorkflowRunTriggerConfig:
