@@ -480,6 +480,30 @@ async def test_unfit_error_callback_fails_at_once_naming_the_field(
     assert await indexes(runtime) == (0, 0)
 
 
+async def test_unfit_chain_step_fails_at_once_and_fails_its_chain(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw
+) -> None:
+    seen = register(engine)
+
+    @engine.task("needs", input_validator=Needs)
+    async def needs(msg: Needs) -> None:
+        seen.calls.setdefault("needs", []).append(msg)
+
+    on_error = await mageflow.asign("on_error")
+    first = await mageflow.asign("work")
+    second = await mageflow.asign("needs")
+    chain = await mageflow.achain([first, second], error=[on_error])
+    await chain.aio_run_no_wait(Item(n=1))
+    await engine.wait_idle()
+    assert await raw.status(first.key) == "done"
+    assert await raw.status(second.key) == "failed"
+    assert "customer_id" in await error_of(raw, second.key)
+    assert await raw.status(chain.key) == "failed"
+    assert len(seen.calls["on_error"]) == 1
+    assert "needs" not in seen.calls
+    assert await indexes(runtime) == (0, 0)
+
+
 # -- several reconcilers, cost ------------------------------------------------------------------
 
 
