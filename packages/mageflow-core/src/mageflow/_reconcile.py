@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from thirdmagic.errors import MageflowError
+from thirdmagic.outcome import ErrorDetails
 
 from mageflow._store.codec import KIND
 from mageflow._store.redis_store import DueItem
@@ -62,6 +63,10 @@ class ReconcileReport:
     """settled meanwhile by someone else (a run, a user, another reconciler)"""
     engine_calls: int = 0
 
+
+_ERROR_TYPE = "mageflow.reconciler"
+"""``ErrorDetails.type`` of a failure or cancel the reconciler recorded (the
+message says what the engine reported)."""
 
 _QUIET = frozenset({RunState.QUEUED, RunState.RUNNING})
 
@@ -222,7 +227,9 @@ async def _apply(
         action="cancel" if action is Action.CANCEL else "fail",
         dispatch_id=dispatch_id,
         run_id=run_id,
-        message=decision.reason,
+        error=ErrorDetails(
+            type=_ERROR_TYPE, message=decision.reason, signature_key=item.key
+        ).model_dump(),
     )
     if code != "ok":
         report.stale += 1

@@ -32,6 +32,7 @@ from thirdmagic.errors import (
     MageflowError,
     MageflowValidationError,
 )
+from thirdmagic.outcome import ContainerProgress, resolve_error_field
 from thirdmagic.signature import (
     ChainSignature,
     Signature,
@@ -43,7 +44,8 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _lifecycle, _locks, _merge, _reconcile, _worker
+from mageflow import _build, _control, _lifecycle, _locks, _merge, _reconcile, _worker
+from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter, error_payload
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.engine import (
@@ -75,6 +77,7 @@ class MageflowRuntime:
         self.store = store
         self.manager = manager
         self.config: MageflowConfig = store.config
+        self.results = ResultWaiter(store)
         if manager is not None:
             manager.bind(self)
 
@@ -283,6 +286,25 @@ class MageflowRuntime:
             key, lambda: self.store.update_kwargs(key, plain, _locks.token(key))
         )
 
+    # -- outcomes and steering (see _results.py, _control.py) -------------------
+
+    async def result(
+        self, key: str, timeout: float | None = None, poll_interval: float = DEFAULT_POLL_INTERVAL
+    ) -> Any:
+        return await self.results.wait(key, timeout, poll_interval)
+
+    async def cancel(self, key: str, *, error_callbacks: bool = False) -> TaskStatus:
+        return await _control.cancel(self, key, error_callbacks=error_callbacks)
+
+    async def retry(self, key: str) -> TaskStatus:
+        return await _control.retry(self, key)
+
+    async def clone(self, signature: Signature, changes: dict[str, Any]) -> Signature:
+        return await _control.clone(self, signature, changes)
+
+    async def progress(self, key: str) -> ContainerProgress:
+        return await _control.progress(self, key)
+
     # -- Effects (what lifecycle events do outside the store) -------------------------
 
     async def cancel_run(self, key: str, run_id: str) -> None:
@@ -348,12 +370,15 @@ class MageflowRuntime:
             # the claims later and the duplicates skip themselves.
             log.warning("could not record the run ids of %d dispatch(es)", len(runs))
 
-    async def _fail_unsent(self, entry: OutboxEntry, reason: str) -> None:
+    async def _fail_unsent(self, entry: OutboxEntry, exc: BaseException) -> None:
         code, outbox = await self.store.settle(
-            entry.key, action="fail", dispatch_id=entry.dispatch_id, message=reason
+            entry.key,
+            action="fail",
+            dispatch_id=entry.dispatch_id,
+            error=error_payload(exc, entry.key),
         )
         if code == "ok":
-            log.warning("signature %s failed before its run was sent: %s", entry.key, reason)
+            log.warning("signature %s failed before its run was sent: %s", entry.key, exc)
             await self.dispatch_outbox(outbox)
 
     # -- locks (_locks) -----------------------------------------------------------------
@@ -408,12 +433,12 @@ class MageflowRuntime:
         try:
             request = self._entry_request(entry)
         except MageflowValidationError as exc:
-            await self._fail_unsent(entry, f"MageflowValidationError: {exc}")
+            await self._fail_unsent(entry, exc)
             return None
         try:
             return request, await self._send(request)
         except DispatchRefusedError as exc:
-            await self._fail_unsent(entry, f"DispatchRefusedError: {exc}")
+            await self._fail_unsent(entry, exc)
             return None
 
     def _entry_request(
@@ -427,6 +452,9 @@ class MageflowRuntime:
         else:
             original = entry.value if isinstance(entry.value, dict) else {}
             data = _merge.error_callback_input(original, bound)
+            marked = resolve_error_field(model) if entry.error is not None else None
+            if marked is not None:
+                data[marked] = entry.error
         if model is not None:
             validated = _merge.validate_input(model, data, key=entry.key, task_name=entry.task_name)
             data = validated.model_dump(mode="json", by_alias=True)

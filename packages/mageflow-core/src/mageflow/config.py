@@ -33,6 +33,13 @@ class MageflowConfig(BaseModel):
     reconcile_batch: int = Field(default=1000, ge=1)
     """items per index per sweep (and run ids per run-status query)"""
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

@@ -29,7 +29,7 @@ from thirdmagic.errors import DispatchRefusedError
 
 from mageflow_hatchet._errors import dispatch_error, map_hatchet_exceptions
 
-__all__ = ["HatchetTaskManager"]
+__all__ = ["HatchetTaskManager", "from_environment"]
 
 log = logging.getLogger("mageflow.hatchet")
 
@@ -214,3 +214,9 @@ class HatchetTaskManager(TaskManager):
 
         pairs = await asyncio.gather(*(ask(r) for r in dict.fromkeys(request.run_ids)))
         return RunStatusResult(states=dict(pairs))
+
+
+def from_environment() -> HatchetTaskManager:
+    """A manager for tools (the ``mageflow`` CLI, the dashboard), configured from the
+    ``HATCHET_CLIENT_*`` environment variables; raises when they are missing."""
+    return HatchetTaskManager(Hatchet())

@@ -226,7 +226,12 @@ class RedisStore:
                 *(self.keys.sig(k) for k in members),
                 *(self.keys.sig(k) for k in required),
             ],
-            args={"active_ttl": self._active_ms, "members": len(members), "own_key": sig.key},
+            args={
+                "active_ttl": self._active_ms,
+                "members": len(members),
+                "own_key": sig.key,
+                "prefix": self.keys.prefix,
+            },
             rest_args=self.encode(sig),
         )
 
@@ -384,7 +389,12 @@ class RedisStore:
             key,
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
             rest_keys=[self.keys.sig(k) for k in (*success, *errors)],
-            args={"token": token, "active_ttl": self._active_ms, "n_success": len(success)},
+            args={
+                "token": token,
+                "active_ttl": self._active_ms,
+                "n_success": len(success),
+                "prefix": self.keys.prefix,
+            },
             rest_args=[*success, *errors],
         )
 
@@ -528,10 +538,12 @@ class RedisStore:
         action: Literal["fail", "cancel", "resend"],
         dispatch_id: str = "",
         run_id: str = "",
-        message: str = "",
+        error: dict[str, Any] | None = None,
         max_resends: int = 0,
     ) -> tuple[str, list[OutboxEntry]]:
         """Settle ``key`` as the reconciler decided; ``stale`` when it moved on (another won).
+
+        ``error`` is what the store keeps as the failure (``ErrorDetails`` as a dict).
 
         ``resend`` replies ``exhausted`` when the claim was re-sent ``max_resends`` times.
         """
@@ -550,7 +562,7 @@ class RedisStore:
                 "action": action,
                 "dispatch_id": dispatch_id,
                 "run_id": run_id,
-                "payload": jdump(message),
+                "payload": jdump(error or {}),
                 "max_resends": max_resends,
             },
         )

@@ -5,7 +5,7 @@
 -- ARGV: held, with_error, with_success, prefix
 -- held: the caller's lock tokens (JSON object key -> token)
 -- REPLIES: ok
--- @include lib/prelude
+-- @include lib/indexes
 local ok = kind_of(sig_key)
 if ok == nil then return {R.ok, 0} end
 if ok == false then return {R.corrupt} end
@@ -53,13 +53,14 @@ for _, full in ipairs(doomed) do
     end
   end
 end
--- a deleted signature leaves the pending and active indexes with it
+-- a deleted signature leaves every index with it (the reconciler's too)
 local pk, ak = prefix .. K.pending, prefix .. K.active
 for _, full in ipairs(doomed) do
-  redis.call('DEL', full)
   if string.sub(full, 1, #sp) == sp then
+    unindex(prefix, full)
     redis.call('ZREM', pk, full)
     redis.call('ZREM', ak, full)
   end
+  redis.call('DEL', full)
 end
 return {R.ok, #doomed}

@@ -40,8 +40,11 @@ if action == 'cancel' then target = step(s, EV.cancel)
 else target = step(s, EV.fail) or step(step(s, EV.start), EV.fail) end
 if not target then return {R.stale, s} end
 local out = {}
-if action ~= 'cancel' then claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out) end
+if action ~= 'cancel' then
+  claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out, payload)
+end
 redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.error, payload)
+track(prefix, sig_key, s, target, done_ttl)
 redis.call('HDEL', sig_key, F.parked, F.claim)
 redis.call('ZREM', pending_key, sig_key)
 redis.call('ZREM', active_key, sig_key)
