@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mageflow
 import pytest
 from mageflow import (
+    DispatchRefusedError,
     InvalidTransitionError,
     MageflowError,
     MageflowRuntime,
@@ -305,13 +305,14 @@ async def test_two_return_values_found_at_completion_blocks_nothing_else(
     await sig.aio_run_no_wait({})
     await manager.wait_idle()
     (parent_run,) = [r for r in manager.runs.values() if r.task_name == "p"]
-    assert parent_run.error is not None
-    assert "'first'" in parent_run.error
-    assert "'second'" in parent_run.error
-    # The sibling callback was dispatched anyway; the bad one was not.
+    # The parent's outcome is its own; the bad callback fails at once, saying why.
+    assert parent_run.error is None
     assert seen == [{"mageflow_results": 1}]
     assert await raw.status(sig.key) == "done"
-    assert await raw.status(bad.key) == "pending"
+    assert await raw.status(bad.key) == "failed"
+    error = (await raw.hash(bad.key))["err"]
+    assert "'first'" in error and "'second'" in error
+    assert await raw.client.zcard(raw.rt.store.keys.pending) == 0
 
 
 # -- messages that do not fit ----------------------------------------------------------------------
@@ -398,11 +399,12 @@ async def test_unregistered_task_is_refused_without_a_trace(
     runtime: MageflowRuntime, raw: Raw
 ) -> None:
     sig = await mageflow.asign("nobody-registered-this")
-    with pytest.raises(MageflowError, match="nobody-registered-this"):
-        await sig.aio_run_no_wait({})
-    stored = await raw.hash(sig.key)
-    assert stored["s"] == "pending"
-    assert json.loads(stored["m"]) == {}
+    before = await raw.snapshot()
+    # the engine refused: the claim is taken back, nothing will ever run
+    with pytest.raises(DispatchRefusedError, match="nobody-registered-this"):
+        await sig.aio_run_no_wait({"priority": 3})
+    assert await raw.snapshot() == before
+    assert (await raw.hash(sig.key))["s"] == "pending"
 
 
 async def test_input_that_stops_fitting_after_dispatch_fails_the_run(

@@ -385,9 +385,11 @@ async def test_a_nested_chain_still_interrupted_when_its_turn_comes_starts_on_re
 async def test_resume_of_a_never_suspended_swarm_changes_nothing(
     manager: InMemoryTaskManager, board: Board
 ) -> None:
-    sw, _ = await _swarm(board, 3, 1, set())
+    # the first member holds, so the swarm is still running when resume comes
+    sw, _ = await _swarm(board, 3, 1, {0})
     await sw.aio_run_no_wait()
     await sw.resume()
+    board.release.set()
     await manager.wait_idle()
     _once(board, ["m0", "m1", "m2"])
     assert board.results == [[0, 1, 2]]

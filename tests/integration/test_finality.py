@@ -23,6 +23,9 @@ from mageflow.engine import (
     DispatchRequest,
     DispatchResult,
     RunRequest,
+    RunState,
+    RunStatusRequest,
+    RunStatusResult,
     TaskDescription,
     TaskManager,
 )
@@ -38,6 +41,12 @@ class RecordingManager(TaskManager):
 
     def __init__(self) -> None:
         self.sent: list[DispatchRequest] = []
+        self.states: dict[str, RunState] = {}
+
+    async def run_status(self, request: RunStatusRequest) -> RunStatusResult:
+        return RunStatusResult(
+            states={r: self.states.get(r, RunState.UNKNOWN) for r in request.run_ids}
+        )
 
     async def dispatch(self, request: DispatchRequest) -> DispatchResult:
         self.sent.append(request)
@@ -305,3 +314,27 @@ async def test_an_outage_longer_than_the_window_is_no_failure_of_the_task(
     assert (stored[F.status], stored[F.run]) == ("active", "run-A")
     assert F.failures not in stored
     assert bad not in [r.signature_key for r in manager.sent]
+
+
+async def test_the_reconciler_resends_a_retry_whose_new_run_the_engine_lost(
+    engine: tuple[MageflowRuntime, RecordingManager], raw: Raw
+) -> None:
+    # the retry made as a new run is a claim like any other: listed in the
+    # pending index until its run begins, so the reconciler watches it
+    rt, manager = engine
+    key, ok, _ = await started(rt, manager)
+    first = sent_to(manager, key)[0]
+    body = Body(failures=1)
+    with pytest.raises(RuntimeError):
+        await rt.execute_run(request(first, "run-A", 1, body, retries=1, engine_will_retry=False))
+    retry = sent_to(manager, key)[1]
+    manager.states[f"run-{len(manager.sent)}"] = RunState.FAILED  # lost before it began
+    report = await rt.reconcile(older_than=timedelta(0))
+    assert report.resent == 1
+    again = sent_to(manager, key)
+    assert len(again) == 3
+    assert again[2].dispatch_id == retry.dispatch_id
+    outcome = await rt.execute_run(request(again[2], "run-C", 1, body, retries=1))
+    assert outcome.ran
+    assert await raw.status(key) == "done"
+    assert [r.signature_key for r in manager.sent].count(ok) == 1

@@ -153,8 +153,9 @@ async def test_recovering_a_dispatch_that_did_arrive_runs_nothing_twice(
     sig = await mageflow.asign("work")
     await sig.aio_run_no_wait(Item(n=9))
     # a recoverer that sees the claim before the run arrived re-sends it
-    entries = await runtime.store.due_dispatches(0, 10)
-    assert [e.key for e in entries] == [sig.key]
+    due = await runtime.store.due_for_reconcile(0, 10)
+    assert [(d.key, d.claimed) for d in due] == [(sig.key, True)]
+    entries = [d.entry for d in due if d.entry is not None]
     await runtime.dispatch_outbox(entries)
     await engine.wait_idle()
     assert seen["work"] == [9]

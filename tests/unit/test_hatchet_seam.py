@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 from hatchet_sdk.clients.rest.exceptions import NotFoundException, RestConnectionError
 from hatchet_sdk.exceptions import NonRetryableException
-from mageflow import EngineError, MageflowError, NonRetryable, SignatureNotFoundError
+from mageflow import (
+    DispatchRefusedError,
+    EngineError,
+    MageflowError,
+    NonRetryable,
+    SignatureNotFoundError,
+)
 from mageflow_hatchet import ExecutionTimeoutError
-from mageflow_hatchet._errors import map_hatchet_exceptions, to_hatchet_signal
+from mageflow_hatchet._errors import dispatch_error, map_hatchet_exceptions, to_hatchet_signal
 
 
 class FakeRpcError(Exception):
@@ -62,3 +68,27 @@ def test_execution_timeout_is_retried_like_any_failure() -> None:
     assert isinstance(error, TimeoutError)
     assert not isinstance(error, NonRetryableException)
     assert to_hatchet_signal(error) is error
+
+
+class _Grpc(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"grpc {status}")
+        self.status = status
+
+    def code(self) -> object:
+        return type("Code", (), {"name": self.status})()
+
+
+@pytest.mark.parametrize("status", ["INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED"])
+def test_a_trigger_the_engine_refused_is_dispatch_refused(status: str) -> None:
+    error = dispatch_error("dispatch of 't'", _Grpc(status))
+    assert isinstance(error, DispatchRefusedError)
+    assert "nothing was run" in str(error)
+
+
+@pytest.mark.parametrize(
+    "exc", [_Grpc("UNAVAILABLE"), _Grpc("DEADLINE_EXCEEDED"), TimeoutError("slow")]
+)
+def test_a_trigger_of_unknown_outcome_is_not_refused(exc: Exception) -> None:
+    error = dispatch_error("dispatch of 't'", exc)
+    assert isinstance(error, EngineError) and not isinstance(error, DispatchRefusedError)

@@ -197,6 +197,8 @@ EVENTS_BY_SCRIPT = {
     "dispatch": {"EV.start"},
     "finish": {"succeed and EV.succeed or EV.fail", "outcome_event(result)"},
     "swarm_close": {"outcome_event(result)"},
+    # the reconciler: fail (a pending claim starts, then fails), or cancel
+    "settle": {"EV.cancel", "EV.fail", "EV.start", "outcome_event(result)"},
     "transition": {"event", "EV.start"},
 }
 

@@ -15,6 +15,8 @@ from thirdmagic import (
     ChainSignature,
     ConfigurationError,
     ContainerProgress,
+    DispatchPendingError,
+    DispatchRefusedError,
     EngineError,
     ErrorDetails,
     ErrorInfo,
@@ -51,6 +53,7 @@ from mageflow._api import (
     load_signature,
     lock_task,
     pause,
+    reconcile,
     recover,
     remove,
     resume,
@@ -72,6 +75,7 @@ from mageflow._flows import (
     stuck_signatures,
 )
 from mageflow._query import StuckSignature
+from mageflow._reconcile import ReconcileReport
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
 from mageflow.engine import CancelRequest as CancelRequest
@@ -95,6 +99,8 @@ __all__ = [
     "ChainSignature",
     "ConfigurationError",
     "ContainerProgress",
+    "DispatchPendingError",
+    "DispatchRefusedError",
     "EngineError",
     "ErrorDetails",
     "ErrorInfo",
@@ -106,6 +112,7 @@ __all__ = [
     "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
+    "ReconcileReport",
     "ResultTimeoutError",
     "ReturnValue",
     "Signature",
@@ -135,6 +142,7 @@ __all__ = [
     "lock_task",
     "pause",
     "progress",
+    "reconcile",
     "recover",
     "remove",
     "result",

@@ -20,6 +20,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, PauseActionTypes, pause_event
 
+from mageflow._reconcile import ReconcileReport
 from mageflow._runtime import MageflowRuntime
 from mageflow._store.redis_store import RedisStore
 from mageflow.config import MageflowConfig
@@ -36,6 +37,7 @@ __all__ = [
     "load_signature",
     "lock_task",
     "pause",
+    "reconcile",
     "recover",
     "remove",
     "resume",
@@ -202,6 +204,13 @@ def lock_task(
     return _locked(key, wait)
 
 
+async def reconcile(
+    older_than: timedelta | None = None, limit: int | None = None
+) -> ReconcileReport:
+    """One reconciler sweep (see ``MageflowRuntime.reconcile`` and docs/lifecycle.md)."""
+    return await get_runtime().reconcile(older_than, limit)
+
+
 async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
-    """Re-send claimed dispatches whose run never arrived (see ``MageflowRuntime.recover``)."""
+    """A reconciler sweep; returns how many dispatches it sent again (older name)."""
     return await get_runtime().recover(older_than, limit)

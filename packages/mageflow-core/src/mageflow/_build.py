@@ -26,7 +26,18 @@ from mageflow import _locks, _merge
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
 
-__all__ = ["chain", "sign", "split_options", "swarm", "swarm_add", "swarm_close"]
+__all__ = [
+    "FIRE_AND_FORGET",
+    "chain",
+    "sign",
+    "split_options",
+    "swarm",
+    "swarm_add",
+    "swarm_close",
+]
+
+FIRE_AND_FORGET = "mageflow_fire_and_forget"
+"""Task identifier marking a signature of a task that never reports back (see ``sign``)."""
 
 SIGNATURE_OPTIONS = frozenset(
     {
@@ -78,9 +89,41 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 
 async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSignature:
-    """Create and store a signature (one round trip)."""
+    """Create and store a signature (one round trip).
+
+    A task the engine runs without MageFlow (a plain ``hatchet.task``, a DAG
+    workflow) can never report its outcome, so signing it is refused, unless
+    ``fire_and_forget=True``: then no callbacks are allowed, and running it
+    sends the run without a claim — MageFlow neither tracks, reconciles nor
+    re-sends it, and the signature stays ``pending``.
+    """
+    forget = options.pop("fire_and_forget", False)
+    if not isinstance(forget, bool):
+        raise MageflowValidationError(
+            f"fire_and_forget: expected True or False, got {forget!r}", field="fire_and_forget"
+        )
     fields, bound = split_options(options)
-    task_name, model = resolve_task(runtime, task)
+    task_name, model, managed = resolve_task(runtime, task)
+    if forget:
+        for name in ("success_callbacks", "error_callbacks"):
+            if fields.get(name):
+                raise MageflowValidationError(
+                    f"{name}: a fire_and_forget signature cannot have callbacks: its run "
+                    "never reports an outcome",
+                    field=name,
+                )
+        fields["task_identifiers"] = {
+            **(fields.get("task_identifiers") or {}),
+            FIRE_AND_FORGET: True,
+        }
+    elif not managed:
+        raise MageflowValidationError(
+            f"task: {task_name!r} is not registered through the MageFlow client, so its runs "
+            "can never report back (callbacks would never fire and the signature would stay "
+            "pending); declare it with the MageFlow client's task decorator, or pass "
+            "fire_and_forget=True to send it untracked, without callbacks",
+            field="task",
+        )
     local = model is not None and "<locals>" in model.__qualname__
     if model is not None and not local and "model_validators" not in fields:
         fields["model_validators"] = model
@@ -101,16 +144,23 @@ async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSigna
     return sig
 
 
-def resolve_task(runtime: MageflowRuntime, task: Any) -> tuple[str, type[BaseModel] | None]:
-    """Task name and input model of a task name or a task object of the engine."""
+def resolve_task(runtime: MageflowRuntime, task: Any) -> tuple[str, type[BaseModel] | None, bool]:
+    """Task name, input model and whether it reports back (``managed``), of a
+    task name or a task object of the engine.
+
+    A task name this process does not know is taken as managed: the worker
+    that runs it may live elsewhere.
+    """
     if isinstance(task, str):
         if not task.strip():
             raise MageflowValidationError("task: expected a non-empty task name", field="task")
         described = runtime.describe(task)
-        return task, (described.input_model if described else None)
+        if described is None:
+            return task, None, True
+        return task, described.input_model, described.managed
     described = runtime.describe(task)
     if described is not None:
-        return described.name, described.input_model
+        return described.name, described.input_model, described.managed
     raise MageflowValidationError(
         f"task: expected a task name or a task object of the configured engine, "
         f"got {type(task).__name__}",

@@ -30,9 +30,15 @@ class Effects(Protocol):
         """Ask the engine to stop run ``run_id`` of signature ``key``."""
 
     async def redispatch(
-        self, key: str, task_name: str, input_data: dict[str, Any], dispatch_id: str
+        self,
+        key: str,
+        task_name: str,
+        input_data: dict[str, Any],
+        dispatch_id: str,
+        options: dict[str, Any],
     ) -> None:
-        """Send a parked run again, under the dispatch id the store claimed for it."""
+        """Send a parked run again, under the dispatch id the store claimed for it,
+        with the run options the caller first gave."""
 
     async def dispatch_outbox(self, outbox: Sequence[OutboxEntry]) -> None:
         """Send the dispatches a script claimed (a resumed container's next steps)."""
@@ -57,7 +63,9 @@ async def _cancel_running(effects: Effects, key: str, result: TransitionResult) 
 
 async def _replay(effects: Effects, key: str, result: TransitionResult) -> None:
     if result.replay_input is not None and result.dispatch_id:
-        await effects.redispatch(key, result.task_name, result.replay_input, result.dispatch_id)
+        await effects.redispatch(
+            key, result.task_name, result.replay_input, result.dispatch_id, result.options
+        )
 
 
 _SIDE_EFFECTS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {

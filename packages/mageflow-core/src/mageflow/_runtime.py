@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from thirdmagic.backend import set_backend, use_backend
 from thirdmagic.errors import (
     ConfigurationError,
+    DispatchPendingError,
+    DispatchRefusedError,
     EngineError,
     MageflowError,
     MageflowValidationError,
@@ -42,8 +44,8 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _control, _lifecycle, _locks, _merge, _worker
-from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter
+from mageflow import _build, _control, _lifecycle, _locks, _merge, _reconcile, _worker
+from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter, error_payload
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.engine import (
@@ -200,21 +202,59 @@ class MageflowRuntime:
             validated = _merge.validate_input(model, data, key=key, task_name=signature.task_name)
             data = validated.model_dump(mode="json", by_alias=True)
         dispatch_id = self.new_dispatch_id()
+        plain_options = {
+            name: to_json_value(v, field=f"options.{name}") for name, v in options.items()
+        }
+        if signature.task_identifiers.get(_build.FIRE_AND_FORGET):
+            await self._fire_and_forget(signature, data, dispatch_id, plain_options)
+            return
         code = await self._waiting_for_lock(
-            key, lambda: self.store.dispatch(key, data, dispatch_id, _locks.token(key))
+            key,
+            lambda: self.store.dispatch(
+                key, data, dispatch_id, _locks.token(key), options=plain_options
+            ),
         )
         if code == "parked":
             log.info("signature %s is suspended; its run is parked until resume", key)
             return
-        await self._send(
-            DispatchRequest(
-                task_name=signature.task_name,
-                input=data,
-                signature_key=key,
-                dispatch_id=dispatch_id,
-                options=options,
-            )
+        request = DispatchRequest(
+            task_name=signature.task_name,
+            input=data,
+            signature_key=key,
+            dispatch_id=dispatch_id,
+            options=plain_options,
         )
+        try:
+            result = await self._send(request)
+        except DispatchRefusedError:
+            # Nothing will run: take the claim back so the state is as before.
+            await self.store.unclaim(key, dispatch_id)
+            raise
+        await self._record_runs([(request, result)])
+
+    async def _fire_and_forget(
+        self,
+        signature: Signature,
+        data: dict[str, Any],
+        dispatch_id: str,
+        options: dict[str, Any],
+    ) -> None:
+        # No claim: the run never reports back, so there is nothing to track.
+        request = DispatchRequest(
+            task_name=signature.task_name,
+            input=data,
+            signature_key=signature.key,
+            dispatch_id=dispatch_id,
+            options=options,
+        )
+        try:
+            await self._send(request)
+        except DispatchPendingError as exc:
+            raise EngineError(
+                f"dispatching fire-and-forget task {signature.task_name!r} (signature "
+                f"{signature.key!r}) may or may not have reached the engine ({exc.__cause__}); "
+                "it is not tracked, so MageFlow does not retry it"
+            ) from exc
 
     async def add_callbacks(
         self, signature: Signature, success: list[str], errors: list[str]
@@ -278,29 +318,68 @@ class MageflowRuntime:
             ) from exc
 
     async def redispatch(
-        self, key: str, task_name: str, input_data: dict[str, Any], dispatch_id: str
+        self,
+        key: str,
+        task_name: str,
+        input_data: dict[str, Any],
+        dispatch_id: str,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        await self._send(
-            DispatchRequest(
-                task_name=task_name,
-                input=input_data,
-                signature_key=key,
-                dispatch_id=dispatch_id,
-            )
+        request = DispatchRequest(
+            task_name=task_name,
+            input=input_data,
+            signature_key=key,
+            dispatch_id=dispatch_id,
+            options=options or {},
         )
+        await self._record_runs([(request, await self._send(request))])
 
     async def dispatch_outbox(self, outbox: Sequence[OutboxEntry]) -> None:
-        """Send every dispatch a script claimed; raise the first failure after trying all."""
+        """Send every dispatch a script claimed; raise the first failure after trying all.
+
+        A dispatch whose input does not fit its task's model, or that the
+        engine refuses, never runs: its signature fails at once (its own
+        error callbacks fire) instead of staying pending.
+        """
         if not outbox:
             return
         results = await asyncio.gather(
             *(self._dispatch_entry(entry) for entry in outbox), return_exceptions=True
         )
+        sent = [r for r in results if isinstance(r, tuple)]
+        await self._record_runs(sent)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             # Raising makes the engine redeliver the run; the redelivery drains
             # the outbox again and already-started dispatches skip themselves.
             raise failures[0]
+
+    async def resend(self, entry: OutboxEntry, options: dict[str, Any]) -> None:
+        """Send a claimed dispatch again (the reconciler), with the caller's run options."""
+        request = self._entry_request(entry, options)
+        await self._record_runs([(request, await self._send(request))])
+
+    async def _record_runs(self, sent: Sequence[tuple[DispatchRequest, DispatchResult]]) -> None:
+        runs = [(req.signature_key, req.dispatch_id, res.run_id) for req, res in sent if res.run_id]
+        if not runs:
+            return
+        try:
+            await self.store.record_runs(runs)
+        except MageflowError:
+            # The runs are queued; without their ids the reconciler re-sends
+            # the claims later and the duplicates skip themselves.
+            log.warning("could not record the run ids of %d dispatch(es)", len(runs))
+
+    async def _fail_unsent(self, entry: OutboxEntry, exc: BaseException) -> None:
+        code, outbox = await self.store.settle(
+            entry.key,
+            action="fail",
+            dispatch_id=entry.dispatch_id,
+            error=error_payload(exc, entry.key),
+        )
+        if code == "ok":
+            log.warning("signature %s failed before its run was sent: %s", entry.key, exc)
+            await self.dispatch_outbox(outbox)
 
     # -- locks (_locks) -----------------------------------------------------------------
 
@@ -324,17 +403,24 @@ class MageflowRuntime:
     # -- dispatching ------------------------------------------------------------------------
 
     async def _send(self, request: DispatchRequest) -> DispatchResult:
+        """Dispatch, with the error contract: refused (nothing runs) or pending (it will run)."""
         try:
             return await self._manager().dispatch(request)
-        except MageflowError:
+        except (DispatchRefusedError, DispatchPendingError):
             raise
         except Exception as exc:
-            raise EngineError(
+            # Anything else leaves the outcome unknown: the claim stays, and
+            # the reconciler re-sends it if the engine never got it.
+            raise DispatchPendingError(
                 f"dispatching task {request.task_name!r} for signature "
-                f"{request.signature_key!r} failed: {exc}"
+                f"{request.signature_key!r} may not have reached the engine ({exc}); "
+                "the run is queued for retry and will run: do not run the signature again",
+                key=request.signature_key,
             ) from exc
 
-    async def _dispatch_entry(self, entry: OutboxEntry) -> None:
+    async def _dispatch_entry(
+        self, entry: OutboxEntry
+    ) -> tuple[DispatchRequest, DispatchResult] | None:
         if entry.kind in ("chain", "swarm"):
             await self.start_container(
                 entry.key,
@@ -343,10 +429,22 @@ class MageflowRuntime:
                 value=entry.value,
                 inherited={**entry.inherited, **entry.kwargs},
             )
-            return
-        await self._send(self._entry_request(entry))
+            return None
+        try:
+            request = self._entry_request(entry)
+        except MageflowValidationError as exc:
+            await self._fail_unsent(entry, exc)
+            return None
+        try:
+            return request, await self._send(request)
+        except DispatchRefusedError as exc:
+            await self._fail_unsent(entry, exc)
+            return None
 
-    def _entry_request(self, entry: OutboxEntry) -> DispatchRequest:
+    def _entry_request(
+        self, entry: OutboxEntry, options: dict[str, Any] | None = None
+    ) -> DispatchRequest:
+        """The run a claimed entry stands for; its input validated when the model is known."""
         model = self.model_for(entry.task_name, entry.model_path)
         bound = {**entry.inherited, **entry.kwargs}
         if entry.mode == "inject":
@@ -357,31 +455,44 @@ class MageflowRuntime:
             marked = resolve_error_field(model) if entry.error is not None else None
             if marked is not None:
                 data[marked] = entry.error
+        if model is not None:
+            validated = _merge.validate_input(model, data, key=entry.key, task_name=entry.task_name)
+            data = validated.model_dump(mode="json", by_alias=True)
         return DispatchRequest(
             task_name=entry.task_name,
             input=data,
             signature_key=entry.key,
             dispatch_id=entry.dispatch_id,
+            options=options or {},
         )
 
     # -- recovery -------------------------------------------------------------------------
 
-    async def recover(self, older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
-        """Send again every claimed dispatch whose run has not arrived in ``older_than``.
+    async def reconcile(
+        self, older_than: timedelta | None = None, limit: int | None = None
+    ) -> _reconcile.ReconcileReport:
+        """One reconciler sweep: settle what went quiet by what the engine says.
 
-        A dispatch is claimed in Redis before it is sent to the engine; if the
-        process dies in between, or the engine refuses it, the claim stays in
-        the pending index and this finds it. A dispatch that did go through is
-        harmless to send again: whichever run arrives first owns the dispatch
-        and the other skips itself. Returns how many were sent.
+        Claims and begun runs not heard of for ``older_than`` (default
+        ``config.reconcile_after``) are looked up in the engine in one batched
+        ``run_status`` call and settled by the table in docs/lifecycle.md:
+        left alone while queued or running, failed (error callbacks fire
+        once) or canceled when the engine says so, re-sent with the caller's
+        run options when the engine never got them, at most
+        ``config.reconcile_max_resends`` times. Safe to run from every worker
+        at once.
         """
-        entries = await self.store.due_dispatches(
-            max(0, int(older_than.total_seconds() * 1000)), limit
+        age = self.config.reconcile_after if older_than is None else older_than
+        return await _reconcile.reconcile(
+            self,
+            max(0, int(age.total_seconds() * 1000)),
+            self.config.reconcile_batch if limit is None else limit,
         )
-        if entries:
-            log.warning("recovering %d dispatch(es) whose run never arrived", len(entries))
-            await self.dispatch_outbox(entries)
-        return len(entries)
+
+    async def recover(self, older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
+        """A reconciler sweep (:meth:`reconcile`); returns how many dispatches it sent again."""
+        report = await self.reconcile(older_than, limit)
+        return report.resent + report.restarted
 
     # -- containers -----------------------------------------------------------------------
 

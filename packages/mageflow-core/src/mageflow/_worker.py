@@ -34,7 +34,13 @@ from mageflow import _locks, _merge
 from mageflow._crash import crash_point
 from mageflow._results import error_payload
 from mageflow._store.codec import OutboxEntry, R
-from mageflow.engine import NonRetryable, RunOutcome, RunRequest
+from mageflow.engine import (
+    DispatchRequest,
+    DispatchResult,
+    NonRetryable,
+    RunOutcome,
+    RunRequest,
+)
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
@@ -268,10 +274,13 @@ async def _dispatch(
     if not outbox:
         return
 
-    async def send(entry: OutboxEntry) -> None:
-        await persist(f"dispatch {entry.dispatch_id}", lambda: runtime._dispatch_entry(entry))
+    async def send(entry: OutboxEntry) -> tuple[DispatchRequest, DispatchResult] | None:
+        return await persist(
+            f"dispatch {entry.dispatch_id}", lambda: runtime._dispatch_entry(entry)
+        )
 
     results = await asyncio.gather(*(send(entry) for entry in outbox), return_exceptions=True)
+    await runtime._record_runs([r for r in results if isinstance(r, tuple)])
     failures = [r for r in results if isinstance(r, BaseException)]
     for failure in failures:
         if isinstance(failure, _StoreGaveUp):

@@ -30,6 +30,12 @@ class MageflowConfig(BaseModel):
     """How long a worker keeps retrying a store call that cannot reach Redis
     (connection lost or refused, ``LOADING``) before it leaves the run to the
     reconciler; never longer than the run's own deadline."""
+    reconcile_after: timedelta = timedelta(minutes=5)
+    """how long a claim or a begun run may go unheard of before the reconciler asks the engine"""
+    reconcile_max_resends: int = Field(default=3, ge=0)
+    """re-sends of a dispatch the engine does not know, before its signature fails"""
+    reconcile_batch: int = Field(default=1000, ge=1)
+    """items per index per sweep (and run ids per run-status query)"""
 
     @field_validator("key_prefix")
     @classmethod

@@ -4,7 +4,8 @@ An engine adapter (``mageflow-hatchet``, or one you write) does two things:
 
 * **Send side** — it implements :class:`TaskManager`: core calls ``dispatch``
   to start a run, ``cancel`` to stop one, ``describe`` to learn a task's name
-  and input model. Each method takes one frozen, keyword-only input model, so
+  and input model, ``run_status`` to ask what became of runs (the
+  reconciler). Each method takes one frozen, keyword-only input model, so
   fields can be added without breaking adapters.
 * **Worker side** — for every run the engine delivers whose metadata carries
   :data:`SIGNATURE_KEY_META`, it builds a :class:`RunRequest` (the run's ids,
@@ -20,12 +21,13 @@ an adapter against this contract; ``docs/adapters.md`` walks through one.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-from thirdmagic.errors import MageflowError
+from thirdmagic.errors import EngineError, MageflowError
 
 if TYPE_CHECKING:
     from thirdmagic.signature import Signature
@@ -44,6 +46,9 @@ __all__ = [
     "RunBody",
     "RunOutcome",
     "RunRequest",
+    "RunState",
+    "RunStatusRequest",
+    "RunStatusResult",
     "TaskDescription",
     "TaskManager",
 ]
@@ -114,6 +119,41 @@ class CancelRequest(BaseModel):
     signature_key: str | None = None
 
 
+class RunState(StrEnum):
+    """What the engine says about a run (:meth:`TaskManager.run_status`)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    UNKNOWN = "unknown"
+    """the engine has no such run (never received, or forgotten)"""
+
+
+class RunStatusRequest(BaseModel):
+    """Input for :meth:`TaskManager.run_status`: the engine's ids of the runs to look up."""
+
+    model_config = _FROZEN
+
+    run_ids: tuple[str, ...]
+
+
+class RunStatusResult(BaseModel):
+    """Output of :meth:`TaskManager.run_status`: a state for every run id asked about.
+
+    A run id missing from ``states`` reads as :attr:`RunState.UNKNOWN`.
+    """
+
+    model_config = _FROZEN
+
+    states: Mapping[str, RunState] = Field(default_factory=dict)
+
+    def state(self, run_id: str) -> RunState:
+        return self.states.get(run_id, RunState.UNKNOWN)
+
+
 class DescribeRequest(BaseModel):
     """Input for :meth:`TaskManager.describe`: a task name, or a task object of the engine."""
 
@@ -130,6 +170,9 @@ class TaskDescription(BaseModel):
     name: str
     input_model: type[BaseModel] | None = None
     retries: int = 0
+    managed: bool = True
+    """whether the task reports back to MageFlow (registered through the MageFlow
+    client): ``asign`` refuses a task that does not, unless fire-and-forget"""
 
 
 class TaskManager(Protocol):
@@ -147,7 +190,16 @@ class TaskManager(Protocol):
         Raises ``EngineError`` when the engine cannot be reached.
     ``describe``
         Name, input model and retry count of a task this process knows, or
-        None when it does not know the task. Local and fast: no I/O.
+        None when it does not know the task. Local and fast: no I/O. A task
+        object of the engine that was not registered through MageFlow (so its
+        runs never report back) is described with ``managed=False``.
+    ``run_status``
+        The engine's state of many runs in one call (ids as ``dispatch``
+        returned them): what the reconciler settles stuck signatures by. A
+        run the engine does not know is ``unknown``, never an error. Raises
+        ``EngineError`` when the engine cannot be reached. The default raises
+        ``EngineError``: an adapter without it gets no reconciliation of
+        begun runs, only re-sends of claims that never got a run id.
     ``bind``
         Called once when a runtime is built with this manager; an adapter that
         executes runs keeps the runtime to call ``execute_run`` on.
@@ -158,6 +210,10 @@ class TaskManager(Protocol):
     async def cancel(self, request: CancelRequest) -> None: ...
 
     def describe(self, request: DescribeRequest) -> TaskDescription | None: ...
+
+    async def run_status(self, request: RunStatusRequest) -> RunStatusResult:
+        """The engine's state of each run in ``request.run_ids``."""
+        raise EngineError(f"{type(self).__name__} cannot report the status of runs")
 
     def bind(self, runtime: MageflowRuntime) -> None:
         """Remember the runtime this manager serves (default: nothing to remember)."""

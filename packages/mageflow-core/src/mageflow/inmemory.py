@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from thirdmagic.errors import ConfigurationError, EngineError
+from thirdmagic.errors import ConfigurationError, DispatchRefusedError
 
 from mageflow.engine import (
     CancelRequest,
@@ -28,6 +28,9 @@ from mageflow.engine import (
     NonRetryable,
     RunOutcome,
     RunRequest,
+    RunState,
+    RunStatusRequest,
+    RunStatusResult,
     TaskDescription,
     TaskManager,
 )
@@ -75,10 +78,26 @@ class RunRecord:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+_STATES = {
+    "queued": RunState.QUEUED,
+    "running": RunState.RUNNING,
+    "succeeded": RunState.COMPLETED,
+    "failed": RunState.FAILED,
+    "cancelled": RunState.CANCELLED,
+    "timed_out": RunState.TIMED_OUT,
+}
+
+
 class InMemoryTaskManager(TaskManager):
-    """TaskManager executing registered async functions in this process."""
+    """TaskManager executing registered async functions in this process.
+
+    ``hold = True`` keeps new runs queued without executing them (an engine
+    with no free worker); ``forget(run_id)`` makes the engine lose a run.
+    A test may set ``runs[run_id].status`` to what the engine should report.
+    """
 
     def __init__(self) -> None:
+        self.hold = False
         self._tasks: dict[str, InMemoryTask] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._runtime: MageflowRuntime | None = None
@@ -136,7 +155,10 @@ class InMemoryTaskManager(TaskManager):
     async def dispatch(self, request: DispatchRequest) -> DispatchResult:
         task = self._tasks.get(request.task_name)
         if task is None:
-            raise EngineError(f"task {request.task_name!r} is not registered in memory")
+            raise DispatchRefusedError(
+                f"task {request.task_name!r} is not registered in memory; nothing was run",
+                key=request.signature_key,
+            )
         run_id = f"run-{uuid.uuid4().hex[:12]}"
         record = RunRecord(
             run_id,
@@ -147,8 +169,36 @@ class InMemoryTaskManager(TaskManager):
             options=request.options,
         )
         self.runs[run_id] = record
-        self._running[run_id] = asyncio.create_task(self._execute(task, record))
+        if not self.hold:
+            self._running[run_id] = asyncio.create_task(self._execute(task, record))
         return DispatchResult(run_id=run_id)
+
+    async def run_status(self, request: RunStatusRequest) -> RunStatusResult:
+        states: dict[str, RunState] = {}
+        for run_id in request.run_ids:
+            record = self.runs.get(run_id)
+            if record is None:
+                states[run_id] = RunState.UNKNOWN
+            elif record.status.startswith("skipped"):
+                states[run_id] = RunState.COMPLETED
+            else:
+                states[run_id] = _STATES.get(record.status, RunState.UNKNOWN)
+        return RunStatusResult(states=states)
+
+    def forget(self, run_id: str) -> None:
+        """The engine loses run ``run_id``: it will never execute and reads as unknown."""
+        self.runs.pop(run_id, None)
+        running = self._running.pop(run_id, None)
+        if running is not None:
+            running.cancel()
+
+    def release(self) -> None:
+        """Execute the runs held while ``hold`` was set (``hold`` is cleared)."""
+        self.hold = False
+        for record in list(self.runs.values()):
+            if record.status == "queued" and record.run_id not in self._running:
+                task = self._tasks[record.task_name]
+                self._running[record.run_id] = asyncio.create_task(self._execute(task, record))
 
     async def cancel(self, request: CancelRequest) -> None:
         running = self._running.get(request.run_id)

@@ -17,9 +17,15 @@ from contextlib import contextmanager
 from hatchet_sdk.clients.rest import exceptions as rest_exc
 from hatchet_sdk.exceptions import DedupeViolationError, NonRetryableException
 from mageflow.engine import NonRetryable
-from thirdmagic.errors import EngineError, MageflowError
+from thirdmagic.errors import DispatchRefusedError, EngineError, MageflowError
 
-__all__ = ["ExecutionTimeoutError", "engine_error", "map_hatchet_exceptions", "to_hatchet_signal"]
+__all__ = [
+    "ExecutionTimeoutError",
+    "dispatch_error",
+    "engine_error",
+    "map_hatchet_exceptions",
+    "to_hatchet_signal",
+]
 
 
 class ExecutionTimeoutError(MageflowError, TimeoutError):
@@ -57,6 +63,28 @@ _REST_REASONS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
+# Answers by which the engine refused a trigger for sure: the run does not
+# exist and never will. Anything else (unreachable, a timeout) leaves it open
+# whether the engine got the run.
+_REFUSED_GRPC = frozenset(
+    {
+        "NOT_FOUND",
+        "INVALID_ARGUMENT",
+        "FAILED_PRECONDITION",
+        "ALREADY_EXISTS",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+    }
+)
+_REFUSED_REST: tuple[type[Exception], ...] = (
+    rest_exc.NotFoundException,
+    rest_exc.BadRequestException,
+    rest_exc.UnauthorizedException,
+    rest_exc.ForbiddenException,
+    DedupeViolationError,
+)
+
+
 def _grpc_status(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     if not callable(code):
@@ -82,6 +110,19 @@ def engine_error(what: str, exc: BaseException) -> EngineError:
     error = EngineError(f"hatchet {what} failed: {_reason(exc)}: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
+
+
+def dispatch_error(what: str, exc: BaseException) -> EngineError:
+    """The error for a failed trigger: ``DispatchRefusedError`` when the engine
+    refused it (nothing will run), else ``EngineError`` (outcome unknown; core
+    reports it as ``DispatchPendingError`` and keeps the claim)."""
+    if _grpc_status(exc) in _REFUSED_GRPC or isinstance(exc, _REFUSED_REST):
+        error: EngineError = DispatchRefusedError(
+            f"hatchet {what} refused: {_reason(exc)}: {type(exc).__name__}: {exc}; nothing was run"
+        )
+        error.__cause__ = exc
+        return error
+    return engine_error(what, exc)
 
 
 @contextmanager

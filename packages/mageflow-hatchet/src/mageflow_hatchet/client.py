@@ -167,11 +167,12 @@ class HatchetMageflow(Hatchet):
         recover_every: timedelta | None = timedelta(seconds=30),
         recover_after: timedelta = timedelta(minutes=5),
     ) -> Worker:
-        """Like ``Hatchet.worker``; the worker also re-sends lost dispatches.
+        """Like ``Hatchet.worker``; the worker also runs the reconciler.
 
-        Every ``recover_every`` it calls ``runtime.recover(recover_after)``:
-        dispatches claimed in Redis whose run never reached the engine (a crash
-        between the two, an engine error) are sent again. ``None`` turns it off.
+        Every ``recover_every`` it calls ``runtime.reconcile(recover_after)``:
+        claims and begun runs not heard of for ``recover_after`` are settled by
+        what Hatchet says about their runs (docs/lifecycle.md), and dispatches
+        that never reached the engine are sent again. ``None`` turns it off.
         """
         user_lifespan = asynccontextmanager(lifespan) if lifespan is not None else None
         runtime = self.runtime
@@ -180,9 +181,9 @@ class HatchetMageflow(Hatchet):
             while True:
                 await asyncio.sleep(every.total_seconds())
                 try:
-                    await runtime.recover(recover_after)
+                    await runtime.reconcile(recover_after)
                 except Exception:
-                    log.exception("mageflow: recovering lost dispatches failed")
+                    log.exception("mageflow: a reconciler sweep failed")
 
         async def mageflow_lifespan() -> AsyncGenerator[Any, None]:
             loop_task = asyncio.create_task(recover_loop(recover_every)) if recover_every else None

@@ -9,19 +9,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hatchet_sdk import Hatchet
+from hatchet_sdk.clients.rest.api.workflow_runs_api import WorkflowRunsApi
+from hatchet_sdk.clients.rest.exceptions import NotFoundException
+from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
 from hatchet_sdk.types.trigger import TriggerWorkflowOptions, WorkflowRunTriggerConfig
 from mageflow.engine import (
     CancelRequest,
     DescribeRequest,
     DispatchRequest,
     DispatchResult,
+    RunState,
+    RunStatusRequest,
+    RunStatusResult,
     TaskDescription,
     TaskManager,
 )
 from pydantic import BaseModel
-from thirdmagic.errors import EngineError
+from thirdmagic.errors import DispatchRefusedError
 
-from mageflow_hatchet._errors import engine_error, map_hatchet_exceptions
+from mageflow_hatchet._errors import dispatch_error, map_hatchet_exceptions
 
 __all__ = ["HatchetTaskManager", "from_environment"]
 
@@ -37,6 +43,22 @@ _DISPATCH_THREADS = 16
 # Under load, dispatches that queue while this many bulk calls are in flight
 # go together in the next one: no added latency when idle, big batches when busy.
 _MAX_IN_FLIGHT = 4
+# Hatchet's REST API has no lookup of many runs by id: run_status asks for
+# each run, this many at a time.
+_STATUS_CONCURRENCY = 8
+
+_STATES = {
+    V1TaskStatus.QUEUED: RunState.QUEUED,
+    V1TaskStatus.RUNNING: RunState.RUNNING,
+    V1TaskStatus.COMPLETED: RunState.COMPLETED,
+    V1TaskStatus.FAILED: RunState.FAILED,
+    V1TaskStatus.CANCELLED: RunState.CANCELLED,
+}
+
+
+# Task names registered through any MageFlow client of this process: a task
+# of another client (say, one with other AcceptParams) reports back too.
+_MANAGED: set[str] = set()
 
 
 class HatchetTaskManager(TaskManager):
@@ -61,6 +83,7 @@ class HatchetTaskManager(TaskManager):
     ) -> None:
         self._by_name[name] = TaskDescription(name=name, input_model=input_model, retries=retries)
         self._by_object[id(task)] = name
+        _MANAGED.add(name)
 
     def describe(self, request: DescribeRequest) -> TaskDescription | None:
         task = request.task
@@ -80,7 +103,9 @@ class HatchetTaskManager(TaskManager):
                 if isinstance(validator, type) and issubclass(validator, BaseModel)
                 else None
             )
-            return TaskDescription(name=task_name, input_model=model)
+            # a task object the MageFlow client did not register (plain
+            # hatchet.task, a workflow): its runs never report back
+            return TaskDescription(name=task_name, input_model=model, managed=task_name in _MANAGED)
         return None
 
     def _trigger(self, request: DispatchRequest) -> WorkflowRunTriggerConfig:
@@ -99,7 +124,10 @@ class HatchetTaskManager(TaskManager):
         try:
             trigger = self._trigger(request)
         except ValueError as exc:
-            raise EngineError(f"invalid run options for {request.task_name!r}: {exc}") from exc
+            raise DispatchRefusedError(
+                f"invalid run options for {request.task_name!r}: {exc}; nothing was run",
+                key=request.signature_key,
+            ) from exc
         loop = asyncio.get_running_loop()
         done: asyncio.Future[str] = loop.create_future()
         self._batch.append((trigger, done))
@@ -151,7 +179,7 @@ class HatchetTaskManager(TaskManager):
                 run_id = await loop.run_in_executor(self._pool, one, trigger)
             except Exception as exc:
                 if not fut.done():
-                    fut.set_exception(engine_error(f"dispatch of {trigger.workflow_name!r}", exc))
+                    fut.set_exception(dispatch_error(f"dispatch of {trigger.workflow_name!r}", exc))
             else:
                 if not fut.done():
                     fut.set_result(run_id)
@@ -159,6 +187,33 @@ class HatchetTaskManager(TaskManager):
     async def cancel(self, request: CancelRequest) -> None:
         with map_hatchet_exceptions(f"cancel of run {request.run_id!r}"):
             await self.hatchet.runs.aio_cancel(request.run_id)
+
+    async def run_status(self, request: RunStatusRequest) -> RunStatusResult:
+        """Each run's state through Hatchet's REST API; a run it does not know is unknown.
+
+        Hatchet does not tell a timeout from another failure in the run's
+        status, so both read as ``failed``.
+        """
+        runs = self.hatchet.runs
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(_STATUS_CONCURRENCY)
+
+        def one(run_id: str) -> RunState:
+            # the REST call without hatchet-sdk's retries: a 404 is an answer here
+            with runs.client() as client:
+                try:
+                    status = WorkflowRunsApi(client).v1_workflow_run_get_status(run_id)
+                except NotFoundException:
+                    return RunState.UNKNOWN
+            return _STATES.get(V1TaskStatus(status), RunState.UNKNOWN)
+
+        async def ask(run_id: str) -> tuple[str, RunState]:
+            async with gate:
+                with map_hatchet_exceptions(f"status of run {run_id!r}"):
+                    return run_id, await loop.run_in_executor(self._pool, one, run_id)
+
+        pairs = await asyncio.gather(*(ask(r) for r in dict.fromkeys(request.run_ids)))
+        return RunStatusResult(states=dict(pairs))
 
 
 def from_environment() -> HatchetTaskManager:

@@ -7,6 +7,8 @@ the error hierarchy. No I/O and no dependency beyond pydantic.
 from thirdmagic.backend import SignatureBackend, get_backend, set_backend
 from thirdmagic.errors import (
     ConfigurationError,
+    DispatchPendingError,
+    DispatchRefusedError,
     EngineError,
     InvalidTransitionError,
     MageflowError,
@@ -72,6 +74,8 @@ __all__ = [
     "ChainSignature",
     "ConfigurationError",
     "ContainerProgress",
+    "DispatchPendingError",
+    "DispatchRefusedError",
     "EngineError",
     "ErrorDetails",
     "ErrorInfo",

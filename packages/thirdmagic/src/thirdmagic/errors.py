@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigurationError",
+    "DispatchPendingError",
+    "DispatchRefusedError",
     "EngineError",
     "InvalidTransitionError",
     "MageflowError",
@@ -108,6 +110,33 @@ class StoreUnavailableError(StoreError):
 
 class EngineError(MageflowError):
     """The task engine refused or failed an operation (dispatch, cancel)."""
+
+
+class DispatchRefusedError(EngineError):
+    """The engine refused the run: it will never run, and nothing was changed.
+
+    The claim MageFlow made for the dispatch was taken back atomically, so the
+    signature is as it was before the call (still ``pending``); fix the cause
+    (an unknown task, invalid run options) and run it again.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class DispatchPendingError(EngineError):
+    """Whether the engine received the run is unknown (a timeout, a lost connection).
+
+    The run is queued for retry and **will run**: MageFlow keeps the claim
+    with the caller's run options, and the reconciler re-sends it if the
+    engine never got it, at most ``reconcile_max_resends`` times. Do not run
+    the signature again to "retry" it; wait for its status instead.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
 
 
 class SwarmClosedError(InvalidTransitionError):

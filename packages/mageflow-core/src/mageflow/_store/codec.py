@@ -113,6 +113,7 @@ class R:
     replay: Final = "replay"
     busy: Final = "busy"
     retry: Final = "retry"
+    exhausted: Final = "exhausted"
     noretry: Final = "noretry"
     # skip reasons
     duplicate: Final = "duplicate"

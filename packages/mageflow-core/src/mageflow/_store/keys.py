@@ -6,6 +6,9 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
     P lock:<key>    string  lock_task token, with its own expiry
     P pending       zset    full signature keys with a claimed dispatch whose
                             run has not arrived, scored by claim time (ms)
+    P active        zset    full keys of task signatures whose run began and
+                            has not finished, scored by the time it began or
+                            the reconciler last looked at it (ms)
     P swarm:<key>:m list    a swarm's members in admission order (append-only)
     P swarm:<key>:q list    members admitted but not started yet (FIFO)
     P swarm:<key>:res hash  admission index -> member result (JSON)
@@ -34,10 +37,13 @@ input of a parked run [parked]; ``ob`` outbox of callbacks claimed at
 completion, JSON [outbox]; ``res``/``err`` outcome [result/error] (``err``
 is JSON error details: type, message, traceback, signature_key); ``ce`` the
 dispatch entry (JSON, see ``codec``) of a claim listed in the pending index
-[claim]; ``fa`` application failures of the current run counted against the
-task's retry budget [failures] and ``fl`` the attempt that counted the last
-one [failure_attempt] (both reset when a run starts the signature);
-``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
+[claim]; ``er`` the engine's run id of the claimed dispatch, as the
+engine returned it [engine_run]; ``ro`` the run options the caller gave,
+JSON, used by every re-send [run_options]; ``rn`` re-sends the reconciler
+made of the current dispatch [resends]; ``fa`` application failures of the
+current run counted against the task's retry budget [failures] and ``fl`` the
+attempt that counted the last one [failure_attempt] (both reset when a run
+starts the signature); ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
 ``x:<name>`` container fields of the model [XFIELD_PREFIX].
 
 Container fields: chain ``x:tasks`` member keys [chain_tasks], ``ci`` current
@@ -103,6 +109,9 @@ class F:
     result: Final = "res"
     error: Final = "err"
     claim: Final = "ce"
+    engine_run: Final = "er"
+    run_options: Final = "ro"
+    resends: Final = "rn"
     failures: Final = "fa"
     failure_attempt: Final = "fl"
     # containers
@@ -132,6 +141,7 @@ class K:
     sig: Final = "sig:"
     lock: Final = "lock:"
     pending: Final = "pending"
+    active: Final = "active"
     swarm: Final = "swarm:"
     members: Final = ":m"
     queue: Final = ":q"
@@ -168,6 +178,11 @@ class Keys:
     def pending(self) -> str:
         """Sorted set of claimed dispatches whose run has not arrived yet."""
         return self.prefix + K.pending
+
+    @property
+    def active(self) -> str:
+        """Sorted set of task signatures whose run began and has not finished."""
+        return self.prefix + K.active
 
     def swarm_members(self, key: str) -> str:
         return self.swarm_prefix + key + K.members

@@ -9,6 +9,7 @@ at the seam; script error replies are mapped by ``codec.error_for``.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
@@ -37,6 +38,7 @@ from mageflow.config import MageflowConfig
 
 __all__ = [
     "BeginResult",
+    "DueItem",
     "LockedSignal",
     "OutboxEntry",
     "RedisStore",
@@ -53,6 +55,41 @@ _ACTIONS: Mapping[str, str] = {
     "swarm_add": "add tasks",
     "remove": "remove",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DueItem:
+    """One item of a reconciler sweep (see ``lua/recover.lua``).
+
+    ``claimed`` is True for a claimed dispatch whose run has not begun (then
+    ``entry`` is its dispatch entry), False for a begun run (``run_id`` is
+    the run that began). ``run_id`` of a claim is the engine's id as the
+    engine returned it at dispatch, empty when it never did.
+    """
+
+    key: str
+    claimed: bool
+    status: str
+    run_id: str = ""
+    entry: OutboxEntry | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    resends: int = 0
+
+    @classmethod
+    def parse(cls, raw: str) -> DueItem:
+        item = json.loads(raw)
+        claimed = item["w"] == "c"
+        entry = parse_outbox("[" + item["ce"] + "]")[0] if claimed else None
+        options = json.loads(item["ro"]) if item.get("ro") else {}
+        return cls(
+            key=item["k"],
+            claimed=claimed,
+            status=item["s"],
+            run_id=item.get("er") or "",
+            entry=entry,
+            options=options if isinstance(options, dict) else {},
+            resends=int(item.get("rn") or 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +112,7 @@ class TransitionResult:
     dispatch_id: str | None = None
     kind: str = "task"
     task_name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class RedisStore:
@@ -214,7 +252,12 @@ class RedisStore:
         return [self.decode(k, r) if r else None for k, r in zip(keys, raws, strict=True)]
 
     async def dispatch(
-        self, key: str, input_data: dict[str, Any], dispatch_id: str, token: str
+        self,
+        key: str,
+        input_data: dict[str, Any],
+        dispatch_id: str,
+        token: str,
+        options: Mapping[str, Any] | None = None,
     ) -> Literal["dispatch", "parked"]:
         reply = await self._call(
             "dispatch",
@@ -230,6 +273,7 @@ class RedisStore:
                 "dispatch_id": dispatch_id,
                 "active_ttl": self._active_ms,
                 "key": key,
+                "options": jdump(dict(options)) if options else "",
             },
         )
         return cast(Literal["dispatch", "parked"], reply[0])
@@ -244,6 +288,7 @@ class RedisStore:
                 "sig_key": self.keys.sig(key),
                 "lock_key": self.keys.lock(key),
                 "pending_key": self.keys.pending,
+                "active_key": self.keys.active,
             },
             args={
                 "dispatch_id": dispatch_id,
@@ -324,7 +369,9 @@ class RedisStore:
             },
             action=event.value,
         )
-        code, status, previous, run, replay, dispatch_id, kind, task_name = (text(x) for x in reply)
+        code, status, previous, run, replay, dispatch_id, kind, task_name, options = (
+            text(x) for x in reply
+        )
         return TransitionResult(
             SignatureStatus(status),
             SignatureStatus(previous) if previous else None,
@@ -334,6 +381,7 @@ class RedisStore:
             dispatch_id=dispatch_id or None,
             kind=kind,
             task_name=task_name,
+            options=json.loads(options) if options else {},
         )
 
     async def update_kwargs(self, key: str, values: dict[str, Any], token: str) -> None:
@@ -462,16 +510,82 @@ class RedisStore:
         )
         return parse_outbox(text(reply[1]))
 
-    async def due_dispatches(self, older_than_ms: int, limit: int) -> list[OutboxEntry]:
-        """Claimed dispatches whose run has not arrived for ``older_than_ms``."""
+    # -- reconciliation ---------------------------------------------------------
+
+    async def due_for_reconcile(self, older_than_ms: int, limit: int) -> list[DueItem]:
+        """Claims and begun runs not heard of for ``older_than_ms`` (leased to the caller)."""
         reply = await self._call(
             "recover",
             "",
-            keys={"pending_key": self.keys.pending},
-            args={"age_ms": older_than_ms, "limit": limit},
+            keys={"pending_key": self.keys.pending, "active_key": self.keys.active},
+            args={"age_ms": older_than_ms, "limit": limit, "sig_prefix": self.keys.sig_prefix},
         )
-        items = [text(x) for x in reply[1:]]
-        return parse_outbox("[" + ",".join(items) + "]") if items else []
+        return [DueItem.parse(text(x)) for x in reply[1:]]
+
+    async def record_runs(self, sent: Sequence[tuple[str, str, str]]) -> None:
+        """Keep the engine's run id of each ``(key, dispatch id, run id)`` with its claim."""
+        if not sent:
+            return
+        pairs: list[str] = []
+        for _, dispatch_id, run_id in sent:
+            pairs += [dispatch_id, run_id]
+        await self._call(
+            "sent",
+            sent[0][0],
+            keys={},
+            args={},
+            rest_keys=[self.keys.sig(k) for k, _, _ in sent],
+            rest_args=pairs,
+        )
+
+    async def unclaim(self, key: str, dispatch_id: str) -> bool:
+        """Take back a claim the engine refused; False when the signature moved on meanwhile."""
+        reply = await self._call(
+            "unclaim",
+            key,
+            keys={"sig_key": self.keys.sig(key), "pending_key": self.keys.pending},
+            args={"dispatch_id": dispatch_id},
+        )
+        return bool(reply[0] == R.ok)
+
+    async def settle(
+        self,
+        key: str,
+        *,
+        action: Literal["fail", "cancel", "resend"],
+        dispatch_id: str = "",
+        run_id: str = "",
+        error: dict[str, Any] | None = None,
+        max_resends: int = 0,
+    ) -> tuple[str, list[OutboxEntry]]:
+        """Settle ``key`` as the reconciler decided; ``stale`` when it moved on (another won).
+
+        ``error`` is what the store keeps as the failure (``ErrorDetails`` as a dict).
+
+        ``resend`` replies ``exhausted`` when the claim was re-sent ``max_resends`` times.
+        """
+        reply = await self._call(
+            "settle",
+            key,
+            keys={
+                "sig_key": self.keys.sig(key),
+                "lock_key": self.keys.lock(key),
+                "pending_key": self.keys.pending,
+                "active_key": self.keys.active,
+            },
+            args={
+                **self._container_args(uuid.uuid4().hex),
+                "done_ttl": self._done_ms,
+                "action": action,
+                "dispatch_id": dispatch_id,
+                "run_id": run_id,
+                "payload": jdump(error or {}),
+                "max_resends": max_resends,
+            },
+        )
+        if reply[0] == R.ok:
+            return R.ok, parse_outbox(text(reply[1]))
+        return reply[0], []
 
     async def members(self, sig: Signature) -> list[str]:
         """Member keys of a chain or swarm (empty for a task)."""

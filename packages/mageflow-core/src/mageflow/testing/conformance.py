@@ -18,7 +18,9 @@ a chain; a swarm under its concurrency cap; the same dispatch delivered twice
 (body once); a worker crash between FINISH and the callbacks' dispatch
 (``recover()`` sends them, once); cancel of a finished run is a no-op; an
 unknown task refused with ``EngineError`` (unless ``refuses_unknown_tasks`` is
-False). Needs pytest and
+False); ``run_status`` reports completed, cancelled and unknown runs, many in
+one call; the reconciler settles a run cancelled in the engine (not through
+MageFlow) as ``canceled``. Needs pytest and
 pytest-asyncio. ``conformance_timeout`` bounds each wait (override for slow
 engines).
 """
@@ -38,7 +40,8 @@ from thirdmagic.status import PauseActionTypes, SignatureStatus
 
 import mageflow
 from mageflow._runtime import MageflowRuntime
-from mageflow.engine import CancelRequest, DispatchRequest
+from mageflow._store.keys import F
+from mageflow.engine import CancelRequest, DispatchRequest, RunState, RunStatusRequest
 from mageflow.testing._wait import wait_for_signature
 from mageflow.testing.conformance_tasks import probe_key
 
@@ -283,3 +286,67 @@ class TaskManagerConformance:
         )
         with pytest.raises(EngineError):
             await manager.dispatch(request)
+
+    @staticmethod
+    async def wait_state(
+        runtime: MageflowRuntime, run_id: str, states: set[RunState], timeout: float
+    ) -> RunState:
+        """Poll ``run_status`` until the run is in one of ``states`` (engines may lag)."""
+        manager = runtime.manager
+        assert manager is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                got = (await manager.run_status(RunStatusRequest(run_ids=(run_id,)))).state(run_id)
+                if got in states:
+                    return got
+                await asyncio.sleep(0.1)
+
+    async def test_run_status_reports_many_runs_in_one_call(
+        self, conformance_runtime: MageflowRuntime, conformance_timeout: float
+    ) -> None:
+        rt, p = conformance_runtime, self.probe()
+        manager = rt.manager
+        assert manager is not None
+        sig = await mageflow.asign("mfconf-double", probe=p)
+        data = {"n": 6, "probe": p}
+        dispatch_id = uuid.uuid4().hex
+        assert await rt.store.dispatch(sig.key, data, dispatch_id, "") == "dispatch"
+        request = DispatchRequest(
+            task_name="mfconf-double", input=data, signature_key=sig.key, dispatch_id=dispatch_id
+        )
+        run = (await manager.dispatch(request)).run_id
+        assert run is not None, "dispatch must return the engine's run id"
+        assert (await self.ended(rt, sig.key, conformance_timeout)).status is _S.DONE
+        await self.wait_state(rt, run, {RunState.COMPLETED}, conformance_timeout)
+        never = str(uuid.uuid4())
+        result = await manager.run_status(RunStatusRequest(run_ids=(run, never)))
+        assert result.state(run) is RunState.COMPLETED
+        assert result.state(never) is RunState.UNKNOWN
+
+    async def test_reconciler_settles_a_run_cancelled_in_the_engine(
+        self, conformance_runtime: MageflowRuntime, conformance_timeout: float
+    ) -> None:
+        rt, p = conformance_runtime, self.probe()
+        manager = rt.manager
+        assert manager is not None
+        ok = await mageflow.asign("mfconf-note", probe=p, tag="ok")
+        err = await mageflow.asign("mfconf-note", probe=p, tag="error")
+        sig = await mageflow.asign(
+            "mfconf-slow", probe=p, seconds=60, success_callbacks=[ok], error_callbacks=[err]
+        )
+        await sig.aio_run_no_wait({"n": 2})
+        await self.wait_events(rt, p, 1, conformance_timeout)
+        run = await rt.store.client.hget(rt.store.keys.sig(sig.key), F.run)
+        assert run
+        run_id = run.decode() if isinstance(run, bytes) else str(run)
+        # cancelled behind MageFlow's back (an engine dashboard, its API)
+        await manager.cancel(CancelRequest(run_id=run_id))
+        await self.wait_state(rt, run_id, {RunState.CANCELLED}, conformance_timeout)
+        assert await self.status(rt, sig.key) is _S.ACTIVE
+        report = await rt.reconcile(timedelta(0))
+        assert report.canceled == 1
+        assert await self.status(rt, sig.key) is _S.CANCELED
+        await rt.reconcile(timedelta(0))
+        await asyncio.sleep(0.5)
+        # no callbacks of its own, nothing re-sent
+        assert await self.events(rt, p) == ["slow-start:2:1"]

@@ -1,6 +1,8 @@
 -- A run arrives at a worker: run it, skip it, park it (suspended), or hand
 -- back the outbox of a finished run whose dispatches may have been lost.
--- KEYS: sig_key, lock_key, pending_key
+-- A run that starts is listed in the active index until FINISH, so the
+-- reconciler can ask the engine about a run that never finishes.
+-- KEYS: sig_key, lock_key, pending_key, active_key
 -- ARGV: dispatch_id, run_id, input, active_ttl
 -- REPLIES: run, skip, park, drain
 -- @include lib/indexes
@@ -20,8 +22,9 @@ if target and target ~= s then
              F.input, input, F.dispatch, dispatch_id)
   track(string.sub(pending_key, 1, #pending_key - #K.pending), sig_key, s, target, active_ttl)
   -- a new run: its retry budget is whole again
-  redis.call('HDEL', sig_key, F.parked, F.failures, F.failure_attempt)
+  redis.call('HDEL', sig_key, F.parked, F.resends, F.failures, F.failure_attempt)
   redis.call('PEXPIRE', sig_key, active_ttl)
+  redis.call('ZADD', active_key, now_ms(), sig_key)
   return {R.run, redis.call('HGETALL', sig_key)}
 elseif target == S.active then
   -- the run that owns it, or the new run finish.lua claimed for a retry the
@@ -29,6 +32,7 @@ elseif target == S.active then
   if r == run_id or (not r and d == dispatch_id) then
     redis.call('HSET', sig_key, F.run, run_id)
     redis.call('PEXPIRE', sig_key, active_ttl)
+    redis.call('ZADD', active_key, now_ms(), sig_key)
     return {R.run, redis.call('HGETALL', sig_key)}
   end
   return {R.skip, R.duplicate}

@@ -44,6 +44,8 @@ if not succeed and budget >= 0 and s and not terminal(s) then
       redis.call('HSET', sig_key, F.dispatch, did)
       redis.call('HDEL', sig_key, F.run)
       redis.call('PEXPIRE', sig_key, active_ttl)
+      -- no begun run until the new one arrives: its claim is what to watch
+      redis.call('ZREM', prefix .. K.active, sig_key)
       pend(PENDING, sig_key, raw)
       return {R.retry, '[' .. raw .. ']'}
     end
@@ -62,6 +64,7 @@ else claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out, payload) en
 redis.call('HSET', sig_key, F.status, target, F.last_status, s, succeed and F.result or F.error, payload)
 track(prefix, sig_key, s, target, done_ttl)
 redis.call('HDEL', sig_key, F.parked)
+redis.call('ZREM', prefix .. K.active, sig_key)
 redis.call('PEXPIRE', sig_key, done_ttl)
 bubble(string.sub(sig_key, #SP + 1), succeed, payload, m or '{}', out)
 local obj = encode(out)

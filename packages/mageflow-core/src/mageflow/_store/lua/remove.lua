@@ -53,8 +53,14 @@ for _, full in ipairs(doomed) do
     end
   end
 end
+-- a deleted signature leaves every index with it (the reconciler's too)
+local pk, ak = prefix .. K.pending, prefix .. K.active
 for _, full in ipairs(doomed) do
-  if string.sub(full, 1, #sp) == sp then unindex(prefix, full) end
+  if string.sub(full, 1, #sp) == sp then
+    unindex(prefix, full)
+    redis.call('ZREM', pk, full)
+    redis.call('ZREM', ak, full)
+  end
   redis.call('DEL', full)
 end
 return {R.ok, #doomed}

@@ -2,7 +2,8 @@
 -- Resuming a signature with a parked or interrupted run re-claims that run;
 -- retrying a failed or canceled task re-claims its last input.
 -- The reply always has the same shape: code, status, previous status, run id
--- to cancel, input to replay, its dispatch id, kind, task name.
+-- to cancel, input to replay, its dispatch id, kind, task name, and the run
+-- options the caller gave (a replay is sent with them).
 -- KEYS: sig_key, lock_key, pending_key
 -- ARGV: event, token, active_ttl, done_ttl, dispatch_id, key
 -- REPLIES: ok, noop, replay
@@ -10,7 +11,7 @@
 local bad = check(sig_key); if bad then return bad end
 if locked(lock_key, token) then return {R.locked} end
 local st = redis.call('HMGET', sig_key, F.status, F.last_status, F.parked, F.input, F.run, F.kind,
-                      F.started, F.task, F.parent)
+                      F.started, F.task, F.parent, F.run_options)
 local pfx = string.sub(pending_key, 1, #pending_key - #K.pending)
 local kind, tname = st[6] or KIND.task, st[8] or ''
 local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
@@ -66,12 +67,12 @@ elseif (event == EV.interrupt or event == EV.cancel) and r then
 end
 if target == s and not replay then
   slide(sig_key, s, active_ttl, done_ttl)
-  return {R.noop, s, ls or '', run, '', '', kind, tname}
+  return {R.noop, s, ls or '', run, '', '', kind, tname, ''}
 end
 if target ~= s then
   redis.call('HSET', sig_key, F.status, target, F.last_status, s)
   track(pfx, sig_key, s, target, terminal(target) and done_ttl or active_ttl)
 end
 slide(sig_key, target, active_ttl, done_ttl)
-if replay then return {R.replay, target, s, '', replay, dispatch_id, kind, tname} end
-return {R.ok, target, s, run, '', '', kind, tname}
+if replay then return {R.replay, target, s, '', replay, dispatch_id, kind, tname, st[10] or ''} end
+return {R.ok, target, s, run, '', '', kind, tname, ''}

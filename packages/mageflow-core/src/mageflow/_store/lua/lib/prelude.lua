@@ -43,6 +43,8 @@ end
 local function pend(pk, k, entry)
   redis.call('ZADD', pk, now_ms(), k)
   redis.call('HSET', k, F.claim, entry)
+  -- a new dispatch: the engine's run id and the re-send count belong to the old one
+  redis.call('HDEL', k, F.engine_run, F.resends)
 end
 local function unpend(pk, k)
   redis.call('ZREM', pk, k)

@@ -1,0 +1,243 @@
+"""The reconciler: signatures whose run went quiet are settled by what the engine says.
+
+A sweep takes the claims (pending index) and begun runs (active index) not
+heard of for ``MageflowConfig.reconcile_after``, asks the engine about all
+their runs in one ``run_status`` call, and settles each by :func:`decide`
+(the table is in docs/lifecycle.md). Every settlement is one store script
+that checks the signature is still where the sweep saw it, so several
+workers reconciling at once settle each signature once. A sweep costs in
+proportion to the items due, never to the signatures already settled:
+finished runs leave the indexes as they finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from thirdmagic.errors import MageflowError
+from thirdmagic.outcome import ErrorDetails
+
+from mageflow._store.codec import KIND
+from mageflow._store.redis_store import DueItem
+from mageflow.engine import RunState, RunStatusRequest
+
+if TYPE_CHECKING:
+    from mageflow._runtime import MageflowRuntime
+
+__all__ = ["Action", "Decision", "ReconcileReport", "decide", "reconcile"]
+
+log = logging.getLogger("mageflow")
+
+
+class Action(StrEnum):
+    LEAVE = "leave"
+    RESEND = "resend"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    DOUBT = "doubt"
+    """a begun run the engine does not know: look again (bounded), then fail"""
+    RESTART = "restart"
+    """a claimed chain or swarm: start it again (idempotent), no engine run of its own"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What one sweep did (``MageflowRuntime.reconcile``)."""
+
+    examined: int = 0
+    left: int = 0
+    resent: int = 0
+    failed: int = 0
+    canceled: int = 0
+    restarted: int = 0
+    stale: int = 0
+    """settled meanwhile by someone else (a run, a user, another reconciler)"""
+    engine_calls: int = 0
+
+
+_ERROR_TYPE = "mageflow.reconciler"
+"""``ErrorDetails.type`` of a failure or cancel the reconciler recorded (the
+message says what the engine reported)."""
+
+_QUIET = frozenset({RunState.QUEUED, RunState.RUNNING})
+
+
+def decide(item: DueItem, state: RunState | None) -> Decision:
+    """The reconciliation table: what to do with ``item`` given the engine's ``state``.
+
+    ``state`` is None when the engine was not asked (no run id) or could not
+    answer.
+    """
+    if item.claimed and item.entry is not None and item.entry.kind != KIND.task:
+        return Decision(Action.RESTART)
+    run = item.run_id
+    if item.claimed:
+        if not run:
+            # the send never returned a run id: lost before or at the engine
+            return Decision(Action.RESEND, "its dispatch never reached the engine")
+        if state is None or state in _QUIET:
+            return Decision(Action.LEAVE)
+        if item.status != "pending":
+            # suspended/interrupted: the run must arrive to be parked or kept
+            return Decision(Action.RESEND, f"run {run} is {state} in the engine")
+        if state is RunState.CANCELLED:
+            return Decision(Action.CANCEL, f"run {run} was cancelled in the engine")
+        if state is RunState.FAILED:
+            return Decision(
+                Action.FAIL, f"run {run} failed in the engine before it reached MageFlow"
+            )
+        if state is RunState.TIMED_OUT:
+            return Decision(
+                Action.FAIL, f"run {run} timed out in the engine before it reached MageFlow"
+            )
+        # unknown, or completed without ever starting the signature (skipped)
+        return Decision(Action.RESEND, f"run {run} is {state} in the engine")
+    if state is None or state in _QUIET:
+        return Decision(Action.LEAVE)
+    if state is RunState.CANCELLED:
+        return Decision(Action.CANCEL, f"run {run} was cancelled in the engine")
+    if state is RunState.FAILED:
+        return Decision(
+            Action.FAIL,
+            f"run {run} failed in the engine (its worker was lost, or the engine "
+            "ended it) and MageFlow never recorded an outcome",
+        )
+    if state is RunState.TIMED_OUT:
+        return Decision(Action.FAIL, f"run {run} timed out in the engine")
+    if state is RunState.COMPLETED:
+        return Decision(
+            Action.FAIL, f"run {run} completed in the engine but its outcome never reached MageFlow"
+        )
+    # A begun run is never re-sent: its body may have run already. An engine
+    # may not list a run it just started (Hatchet's REST lags), so it is asked
+    # again, within the re-send bound, before the signature fails.
+    return Decision(Action.DOUBT, f"run {run} began but the engine does not know it")
+
+
+async def reconcile(runtime: MageflowRuntime, older_than_ms: int, limit: int) -> ReconcileReport:
+    store = runtime.store
+    report = ReconcileReport()
+    items = await store.due_for_reconcile(older_than_ms, limit)
+    report.examined = len(items)
+    if not items:
+        return report
+    asked = sorted({i.run_id for i in items if i.run_id})
+    states: dict[str, RunState] | None = {}
+    if asked:
+        try:
+            report.engine_calls += 1
+            result = await runtime._manager().run_status(RunStatusRequest(run_ids=tuple(asked)))
+            states = {r: result.state(r) for r in asked}
+        except Exception as exc:  # an adapter's error of any kind: ask again next sweep
+            log.warning("reconciler: the engine could not report run states: %s", exc)
+            states = None
+    max_resends = store.config.reconcile_max_resends
+    for item in items:
+        state = states.get(item.run_id) if states is not None and item.run_id else None
+        decision = decide(item, state)
+        try:
+            await _apply(runtime, item, decision, max_resends, report)
+        except MageflowError:
+            log.exception("reconciler: settling %s (%s) failed", item.key, decision.action)
+    return report
+
+
+async def _apply(
+    runtime: MageflowRuntime,
+    item: DueItem,
+    decision: Decision,
+    max_resends: int,
+    report: ReconcileReport,
+) -> None:
+    store = runtime.store
+    action = decision.action
+    if action is Action.LEAVE:
+        report.left += 1
+        return
+    if action is Action.RESTART:
+        assert item.entry is not None
+        log.warning("reconciler: starting container %s again (its start was lost)", item.key)
+        report.restarted += 1
+        await runtime.dispatch_outbox([item.entry])
+        return
+    dispatch_id = item.entry.dispatch_id if item.entry is not None else ""
+    run_id = "" if item.claimed else item.run_id
+    if action is Action.DOUBT:
+        code, _ = await store.settle(
+            item.key, action="resend", run_id=run_id, max_resends=max_resends
+        )
+        if code == "ok":
+            log.warning(
+                "reconciler: %s: %s (look %d of %d)",
+                item.key,
+                decision.reason,
+                item.resends + 1,
+                max_resends + 1,
+            )
+            report.left += 1
+            return
+        if code != "exhausted":
+            report.stale += 1
+            return
+        action = Action.FAIL
+        decision = Decision(
+            Action.FAIL,
+            f"{decision.reason} any more (asked {max_resends + 1} times); it is not "
+            "re-sent because its body may have run",
+        )
+    elif action is Action.RESEND:
+        code, _ = await store.settle(
+            item.key,
+            action="resend",
+            dispatch_id=dispatch_id,
+            max_resends=max_resends,
+        )
+        if code == "ok":
+            assert item.entry is not None
+            log.warning(
+                "reconciler: re-sending %s (re-send %d of at most %d): %s",
+                item.key,
+                item.resends + 1,
+                max_resends,
+                decision.reason,
+            )
+            report.resent += 1
+            await runtime.resend(item.entry, item.options)
+            return
+        if code != "exhausted":
+            report.stale += 1
+            return
+        action = Action.FAIL
+        decision = Decision(
+            Action.FAIL,
+            f"the engine never ran signature {item.key!r} after {max_resends} re-send(s) "
+            f"({decision.reason}); is a MageFlow worker registered for its task?",
+        )
+    code, outbox = await store.settle(
+        item.key,
+        action="cancel" if action is Action.CANCEL else "fail",
+        dispatch_id=dispatch_id,
+        run_id=run_id,
+        error=ErrorDetails(
+            type=_ERROR_TYPE, message=decision.reason, signature_key=item.key
+        ).model_dump(),
+    )
+    if code != "ok":
+        report.stale += 1
+        return
+    if action is Action.CANCEL:
+        report.canceled += 1
+        log.warning("reconciler: %s canceled: %s", item.key, decision.reason)
+    else:
+        report.failed += 1
+        log.warning("reconciler: %s failed: %s", item.key, decision.reason)
+    await runtime.dispatch_outbox(outbox)
