@@ -10,10 +10,11 @@ Invariants checked once everything has settled (``Harness.verdict``):
   redelivery of the same run after a kill may repeat the body: that is the
   same run id), and its container is ``done`` with its callback run once.
 
-A signature left non-terminal whose engine run ended without reporting back
-(the run was lost with its worker on its last engine attempt, or failed in
-the engine) is the reconciler's case (issue 7, other half): it is reported as
-``needs reconciler``, not as a MageFlow failure, and the figures say how many.
+A signature whose engine run ended without reporting back (lost with its
+worker on the engine's last attempt) is the reconciler's case: the workers
+run it, and by its table such a signature fails ("... in the engine"). It is
+counted as ``needs_reconciler`` (left non-terminal, or failed by the
+reconciler), not as a MageFlow failure, and the figures say how many.
 """
 
 from __future__ import annotations
@@ -109,10 +110,12 @@ class Supervisor:
             for w in self.workers:
                 if w.proc is not None and not w.running:
                     self.figures.kills += 1
-                    try:
-                        w.start(wait=True)
-                    except Exception:
-                        w.proc = None
+                    while not self._stop.is_set():
+                        try:
+                            w.start(wait=True)
+                            break
+                        except Exception:  # a slow start under load: again
+                            w.kill()
             self._stop.wait(0.2)
 
 
@@ -287,7 +290,15 @@ class Harness:
                 (fig.needs_reconciler if gave_up else fig.stuck).append(f"{e.key} is {s}: {why}")
                 continue
             if s != e.outcome:
-                fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
+                error = await self.mf.runtime.store.client.hget(
+                    self.mf.runtime.store.keys.sig(e.key), F.error
+                )
+                if s == "failed" and "in the engine" in str(error):
+                    # the reconciler failed it: its run was lost with the worker
+                    # on the engine's last attempt (docs/lifecycle.md)
+                    fig.needs_reconciler.append(f"{e.key} failed by the reconciler: {error}")
+                else:
+                    fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
                 continue
             fire = e.ok_callback if e.outcome == "done" else e.err_callback
             quiet = e.err_callback if e.outcome == "done" else e.ok_callback
