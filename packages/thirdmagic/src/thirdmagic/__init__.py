@@ -21,6 +21,7 @@ from thirdmagic.errors import (
 from thirdmagic.message import (
     DEFAULT_RESULTS_FIELD,
     LEGACY_RESULTS_FIELD,
+    ContextMessage,
     ReturnValue,
     inject_return_value,
     resolve_return_field,
@@ -59,6 +60,7 @@ __all__ = [
     "AnySignature",
     "ChainSignature",
     "ConfigurationError",
+    "ContextMessage",
     "EngineError",
     "InvalidTransitionError",
     "LifecycleEvent",
