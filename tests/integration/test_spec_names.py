@@ -98,3 +98,29 @@ async def test_id_option_resume_task_and_id_property() -> None:
         return await mageflow.load_signature(sig.id) is None
 
     await eventually(gone)
+
+
+async def test_loaded_model_validators_is_the_class() -> None:
+    from mageflow.models.message import ContextMessage
+
+    from tests.integration.models import OrderMsg
+
+    by_class = await mageflow.asign("validate-data", model_validators=OrderMsg)
+    by_path = await mageflow.asign("t", model_validators="thirdmagic.message:ContextMessage")
+    for sig, model in ((by_class, OrderMsg), (by_path, ContextMessage)):
+        loaded = await mageflow.load_signature(sig.key)
+        assert loaded is not None
+        assert loaded.model_validators is model
+        assert sig.model_validators is model
+        assert loaded.model_validators_path == f"{model.__module__}:{model.__qualname__}"
+
+
+async def test_unimportable_stored_model_names_the_field() -> None:
+    from mageflow import MageflowValidationError
+
+    sig = await mageflow.asign("t", model_validators="no_such_module_xyz:Model")
+    loaded = await mageflow.load_signature(sig.key)
+    assert loaded is not None and loaded.model_validators_path == "no_such_module_xyz:Model"
+    with pytest.raises(MageflowValidationError) as info:
+        _ = loaded.model_validators
+    assert info.value.field == "model_validators"

@@ -101,7 +101,7 @@ def test_round_trip_keeps_timezone_and_status() -> None:
     assert again.creation_time == datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     assert again.creation_time.utcoffset() == timedelta(0)
     assert again.task_status == TaskStatus(status="suspended", last_status="active")
-    assert again.model_validators == f"{__name__}:OrderInput"
+    assert again.model_validators_path == f"{__name__}:OrderInput"
     assert again.validator_model() is OrderInput
 
 
@@ -186,9 +186,9 @@ def test_chain_tasks_accept_signatures_or_keys() -> None:
 
 def test_model_validators_is_stored_as_import_path() -> None:
     sig = TaskSignature(task_name="t", model_validators=OrderInput)
-    assert sig.model_validators == f"{__name__}:OrderInput"
+    assert sig.model_validators_path == f"{__name__}:OrderInput"
     dumped = sig.model_dump(mode="json")
-    assert dumped["model_validators"] == f"{__name__}:OrderInput"
+    assert dumped["model_validators_path"] == f"{__name__}:OrderInput"
     assert "pickle" not in sig.model_dump_json()
     assert sig.validator_model() is OrderInput
 

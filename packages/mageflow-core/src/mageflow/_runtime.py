@@ -156,7 +156,11 @@ class MageflowRuntime:
             return None
         return self.manager.describe(DescribeRequest(task=task))
 
-    def model_for(self, task_name: str, model_path: str | None) -> type[BaseModel] | None:
+    def model_for(
+        self, task_name: str, model_path: str | type[BaseModel] | None
+    ) -> type[BaseModel] | None:
+        if isinstance(model_path, type):
+            return model_path
         if model_path:
             try:
                 return import_model(model_path)
@@ -247,7 +251,7 @@ class MageflowRuntime:
             )
             return
         data = _merge.task_input(msg, dict(signature.kwargs))
-        model = self.model_for(signature.task_name, signature.model_validators)
+        model = self.model_for(signature.task_name, signature.model_validators_path)
         if model is not None:
             validated = _merge.validate_input(model, data, key=key, task_name=signature.task_name)
             data = validated.model_dump(mode="json", by_alias=True)
@@ -443,7 +447,7 @@ class MageflowRuntime:
         # attempt like an exception from the body: otherwise the signature would
         # stay active forever and no error callback would fire.
         try:
-            model = request.model or self.model_for(sig.task_name, sig.model_validators)
+            model = request.model or self.model_for(sig.task_name, sig.model_validators_path)
             data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
             arg: Any = data
             if model is not None:

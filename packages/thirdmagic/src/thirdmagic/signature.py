@@ -152,8 +152,12 @@ class Signature(BaseModel):
     task_name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    model_validators: str | None = Field(
-        default=None, description="Import path ('module:Class') of the task's input model."
+    # Stored as an import path (JSON only, never a pickled class); the
+    # ``model_validators`` property gives the class back.
+    model_validators_path: str | type[BaseModel] | None = Field(
+        default=None,
+        alias="model_validators",
+        description="Import path ('module:Class') of the task's input model.",
     )
     success_callbacks: list[str] = Field(default_factory=list)
     error_callbacks: list[str] = Field(default_factory=list)
@@ -186,7 +190,7 @@ class Signature(BaseModel):
             )
         return value
 
-    @field_validator("model_validators", mode="before")
+    @field_validator("model_validators_path", mode="before")
     @classmethod
     def _model_to_path(cls, value: Any) -> Any:
         if isinstance(value, type) and issubclass(value, BaseModel):
@@ -260,8 +264,20 @@ class Signature(BaseModel):
     def status(self) -> SignatureStatus:
         return self.task_status.status
 
+    @property
+    def model_validators(self) -> type[BaseModel] | None:
+        """The task's input model class, imported from :attr:`model_validators_path`.
+
+        Raises ``MageflowValidationError`` (field ``model_validators``) when the
+        stored path cannot be imported in this process.
+        """
+        path = self.model_validators_path
+        if path is None or isinstance(path, type):
+            return path
+        return import_model(path)
+
     def validator_model(self) -> type[BaseModel] | None:
-        return import_model(self.model_validators) if self.model_validators else None
+        return self.model_validators
 
     # -- persistence-backed operations --------------------------------------
 

@@ -219,8 +219,8 @@ class RedisStore:
         ]
         if data["task_status"]["last_status"]:
             pairs += [S.F_LAST_STATUS, data["task_status"]["last_status"]]
-        if data["model_validators"]:
-            pairs += [S.F_MODEL, data["model_validators"]]
+        if data["model_validators_path"]:
+            pairs += [S.F_MODEL, data["model_validators_path"]]
         if data["task_identifiers"]:
             pairs += [S.F_IDENT, _jdump(data["task_identifiers"])]
         for name, value in data["kwargs"].items():
@@ -233,7 +233,7 @@ class RedisStore:
             "task_status",
             "success_callbacks",
             "error_callbacks",
-            "model_validators",
+            "model_validators_path",
             "task_identifiers",
             "kwargs",
         }
