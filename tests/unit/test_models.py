@@ -118,9 +118,11 @@ def test_creation_time_other_timezone_is_normalised_to_utc() -> None:
     assert sig.creation_time.tzinfo == UTC
 
 
-def test_naive_creation_time_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"creation_time.*timezone-aware"):
-        TaskSignature(task_name="t", creation_time=datetime(2024, 1, 1))
+def test_naive_creation_time_is_local_time_stored_as_utc() -> None:
+    naive = datetime(2024, 1, 1, 12, 30)
+    sig = TaskSignature(task_name="t", creation_time=naive)
+    assert sig.creation_time.tzinfo == UTC
+    assert sig.creation_time == naive.astimezone(UTC)  # the process's local time zone
 
 
 # -- key / id ------------------------------------------------------------------

@@ -37,6 +37,7 @@ from thirdmagic.signature import (
 from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
 from mageflow import _merge
+from mageflow._intake import check_new
 from mageflow._store.redis_store import LockedSignal, OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.lifecycle import HANDLERS
@@ -209,6 +210,7 @@ class MageflowRuntime:
             sig = TaskSignature(task_name=task_name, kwargs=bound, **fields)
         except ValidationError as exc:
             raise _validation_error(exc) from exc
+        check_new(sig)
         await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
         return sig
 
@@ -641,6 +643,7 @@ class MageflowRuntime:
             )
         except ValidationError as exc:
             raise _validation_error(exc) from exc
+        check_new(sig)
         await self.store.create(
             sig, [*sig.success_callbacks, *sig.error_callbacks], members=members
         )
@@ -676,6 +679,7 @@ class MageflowRuntime:
             )
         except ValidationError as exc:
             raise _validation_error(exc) from exc
+        check_new(sig)
         await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
         if tasks:
             await self.swarm_add(sig, tasks, None)

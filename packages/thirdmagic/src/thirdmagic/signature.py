@@ -217,11 +217,8 @@ class Signature(BaseModel):
     @field_validator("creation_time")
     @classmethod
     def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise MageflowValidationError(
-                "creation_time: expected a timezone-aware datetime, got a naive one",
-                field="creation_time",
-            )
+        # A naive datetime is what ``datetime.now()`` returns: it is read as the
+        # local time of the process that builds the signature, then stored in UTC.
         return value.astimezone(UTC)
 
     @field_validator("kwargs", mode="before")
