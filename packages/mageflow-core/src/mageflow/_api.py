@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from thirdmagic.errors import ConfigurationError, SignatureNotFoundError
+from thirdmagic.errors import ConfigurationError
 from thirdmagic.signature import (
     ChainSignature,
     Signature,
@@ -19,6 +17,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, PauseActionTypes, pause_event
 
+from mageflow._lock_handle import LockHandle, check_lock_options
 from mageflow._runtime import MageflowRuntime
 from mageflow._store.redis_store import RedisStore
 from mageflow.config import MageflowConfig
@@ -160,23 +159,16 @@ async def remove(key: str, with_error: bool = True, with_success: bool = True) -
     await get_runtime().remove(key, with_error=with_error, with_success=with_success)
 
 
-@asynccontextmanager
-async def _locked(key: str, kwargs: dict[str, Any]) -> AsyncIterator[Signature]:
-    async with get_runtime().lock(key, **kwargs) as sig:
-        if sig is None:
-            raise SignatureNotFoundError(key)
-        yield sig
-
-
-def lock_task(key: str, **kwargs: Any) -> Any:
-    """Async context manager holding ``key`` locked; yields the signature.
+def lock_task(key: str, **kwargs: Any) -> LockHandle:
+    """Hold ``key`` locked: ``async with lock_task(key) as sig`` or ``held = await lock_task(key)``.
 
     While held, no other caller can change the signature's status or delete
     it: they wait up to ``lock_wait`` and then get ``SignatureLockedError``.
-    The lock expires after ``lock_ttl`` so a crashed holder cannot freeze the
-    signature. ``wait=`` (seconds) bounds how long acquiring may wait.
+    The lock is renewed in the background while held; it expires after
+    ``lock_ttl`` only when its holder is gone. ``wait=`` (seconds) bounds how
+    long acquiring may wait; any other keyword raises at once.
     """
-    return _locked(key, kwargs)
+    return LockHandle(key, get_runtime, check_lock_options(kwargs))
 
 
 async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:

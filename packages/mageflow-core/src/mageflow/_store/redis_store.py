@@ -123,6 +123,7 @@ class RedisStore:
         self._remove = reg(S.REMOVE)
         self._lock = reg(S.LOCK)
         self._unlock = reg(S.UNLOCK)
+        self._renew_lock = reg(S.RENEW_LOCK)
         self._advance = reg(S.ADVANCE)
         self._swarm_add = reg(S.SWARM_ADD)
         self._swarm_close = reg(S.SWARM_CLOSE)
@@ -141,6 +142,7 @@ class RedisStore:
             self._remove,
             self._lock,
             self._unlock,
+            self._renew_lock,
             self._advance,
             self._swarm_add,
             self._swarm_close,
@@ -721,6 +723,14 @@ class RedisStore:
 
     async def release_lock(self, key: str, token: str) -> None:
         await self._guard(lambda: self._unlock(keys=[self.keys.lock(key)], args=[token]), key=key)
+
+    async def renew_lock(self, key: str, token: str) -> bool:
+        """Push the lock's expiry to ``lock_ttl`` from now; False if this holder lost it."""
+        ms = S.ms(self.config.lock_ttl)
+        reply = await self._guard(
+            lambda: self._renew_lock(keys=[self.keys.lock(key)], args=[token, ms]), key=key
+        )
+        return bool(reply)
 
     async def status(self, key: str) -> TaskStatus | None:
         raw = await self._guard(
