@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import mageflow
 import pytest
 from mageflow import (
@@ -9,6 +11,7 @@ from mageflow import (
     MageflowRuntime,
     SignatureNotFoundError,
     SignatureStatus,
+    TaskSignature,
     TaskStatus,
 )
 from thirdmagic import TRANSITIONS, LifecycleEvent, next_status
@@ -25,6 +28,13 @@ STARTS: list[TaskStatus] = [TaskStatus(status=s) for s in S] + [
 CASES = [(st, e) for st in STARTS for e in E]
 
 
+async def _stored(runtime: MageflowRuntime, status: TaskStatus, **kwargs: Any) -> TaskSignature:
+    """A signature stored directly in any status (asign refuses terminal initial ones)."""
+    sig = TaskSignature(task_name="t", task_status=status, kwargs=kwargs)
+    await runtime.store.create(sig)
+    return sig
+
+
 def _id(case: tuple[TaskStatus, LifecycleEvent]) -> str:
     st, e = case
     prev = f"({st.last_status.value})" if st.last_status else ""
@@ -36,7 +46,7 @@ async def test_transition_cell(
     case: tuple[TaskStatus, LifecycleEvent], runtime: MageflowRuntime, raw: Raw
 ) -> None:
     start, event = case
-    sig = await mageflow.asign("t", task_status=start, a=1)
+    sig = await _stored(runtime, start, a=1)
     before = await raw.hash(sig.key)
     expected = next_status(start.status, event, start.last_status)
     if expected is None:
@@ -157,7 +167,7 @@ async def test_begin_and_finish_codes(runtime: MageflowRuntime, raw: Raw) -> Non
 async def test_finish_from_status_that_is_not_running_changes_nothing(
     status: S, runtime: MageflowRuntime, raw: Raw
 ) -> None:
-    sig = await mageflow.asign("t", task_status=status)
+    sig = await _stored(runtime, TaskStatus(status=status))
     before = await raw.hash(sig.key)
     code, outbox = await runtime.store.finish(sig.key, succeeded=True, run_id="r", payload=1)
     assert code == "invalid"
@@ -169,7 +179,7 @@ async def test_finish_from_status_that_is_not_running_changes_nothing(
 async def test_begin_on_stopped_signature_is_skipped(
     status: S, runtime: MageflowRuntime, raw: Raw
 ) -> None:
-    sig = await mageflow.asign("t", task_status=status)
+    sig = await _stored(runtime, TaskStatus(status=status))
     before = await raw.hash(sig.key)
     begun = await runtime.store.begin(sig.key, "d", "r", {})
     assert begun.decision == "skip"
@@ -180,7 +190,7 @@ async def test_begin_on_stopped_signature_is_skipped(
 async def test_dispatch_from_status_that_does_not_accept_a_run(
     status: S, runtime: MageflowRuntime, raw: Raw
 ) -> None:
-    sig = await mageflow.asign("t", task_status=status)
+    sig = await _stored(runtime, TaskStatus(status=status))
     before = await raw.hash(sig.key)
     with pytest.raises(InvalidTransitionError, match=rf"{sig.key}.*{status.value}"):
         await sig.aio_run_no_wait({"x": 1})
