@@ -149,7 +149,8 @@ async def test_remove_by_key_removes_callbacks_recursively() -> None:
     await mageflow.remove(sig.key)
     for key in (sig.key, child_ok.key, child_err.key, grandchild.key):
         assert await mageflow.load_signature(key) is None
-    await mageflow.remove(sig.key)  # removing again is a no-op
+    with pytest.raises(SignatureNotFoundError):  # like pause/resume of a missing key
+        await mageflow.remove(sig.key)
 
 
 async def test_delete_signature_leaves_callbacks() -> None:

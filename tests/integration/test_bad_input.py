@@ -84,10 +84,17 @@ async def test_operations_on_a_missing_key(op: str, raw: Raw) -> None:
     assert await raw.snapshot() == {}
 
 
-async def test_load_and_remove_of_a_missing_key_are_quiet(raw: Raw) -> None:
+async def test_load_of_a_missing_key_is_none_remove_raises_like_pause(raw: Raw) -> None:
     assert await mageflow.load_signature("task-missing") is None
-    await mageflow.remove("task-missing")
-    await TaskSignature.delete_signature("task-missing")
+    for call in (
+        lambda: mageflow.remove("task-missing"),
+        lambda: TaskSignature.delete_signature("task-missing"),
+        lambda: mageflow.pause("task-missing"),
+        lambda: mageflow.resume("task-missing"),
+    ):
+        with pytest.raises(SignatureNotFoundError) as info:
+            await call()
+        assert info.value.key == "task-missing"
     assert await raw.snapshot() == {}
 
 

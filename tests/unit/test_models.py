@@ -291,11 +291,23 @@ def test_to_json_value_names_the_field() -> None:
     assert "kwargs.s" in str(info.value)
 
 
-def test_swarm_config_bounds() -> None:
-    with pytest.raises(ValidationError):
-        SwarmConfig(max_concurrency=0)
-    with pytest.raises(ValidationError):
-        SwarmConfig(max_task_allowed=0)
+def test_swarm_config_bounds_raise_mageflow_validation_error_naming_the_field() -> None:
+    for name in ("max_concurrency", "max_task_allowed", "stop_after_n_failures"):
+        with pytest.raises(MageflowValidationError, match=name) as info:
+            SwarmConfig(**{name: 0})
+        assert info.value.field == name
+    with pytest.raises(MageflowValidationError) as bad_type:
+        SwarmConfig(max_concurrency="many")
+    assert bad_type.value.field == "max_concurrency"
+
+
+def test_thirdmagic_signature_errors_name_the_field() -> None:
+    with pytest.raises(MageflowValidationError) as info:
+        TaskSignature(task_name="t", kwargs={"when": object()})
+    assert info.value.field == "kwargs.when"
+    with pytest.raises(MageflowValidationError) as missing:
+        TaskSignature()  # type: ignore[call-arg]
+    assert missing.value.field == "task_name"
 
 
 def test_model_validators_with_two_return_values_is_rejected_naming_both() -> None:

@@ -33,11 +33,12 @@ from thirdmagic.signature import (
     TaskSignature,
     import_model,
     to_json_value,
+    validation_error,
 )
 from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
 from mageflow import _merge
-from mageflow._intake import check_new
+from mageflow._intake import check_kwargs, check_new
 from mageflow._store.redis_store import LockedSignal, OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.lifecycle import HANDLERS
@@ -70,15 +71,7 @@ _SIGNATURE_OPTIONS = frozenset(
 )
 
 
-def _validation_error(exc: ValidationError) -> MageflowValidationError:
-    """The MageflowValidationError a model validator raised (pydantic wraps it), or
-    one built from the first error, naming the field."""
-    first = exc.errors()[0]
-    original = (first.get("ctx") or {}).get("error")
-    if isinstance(original, MageflowValidationError):
-        return original
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
+_validation_error = validation_error
 
 
 _FINISH_ATTEMPTS = 6
@@ -192,6 +185,7 @@ class MageflowRuntime:
                 f"kwargs: expected a mapping of names to values, got {type(given).__name__}",
                 field="kwargs",
             )
+        check_kwargs(extra, given, _SIGNATURE_OPTIONS)
         bound = {**given, **extra}
         task_name, model = self._resolve_task(task)
         local = model is not None and "<locals>" in model.__qualname__
@@ -294,7 +288,7 @@ class MageflowRuntime:
         )
 
     async def remove(self, key: str, *, with_error: bool, with_success: bool) -> None:
-        await self._waiting_for_lock(
+        removed = await self._waiting_for_lock(
             key,
             lambda: self.store.remove(
                 key,
@@ -304,6 +298,9 @@ class MageflowRuntime:
                 held=_held_locks.get({}),
             ),
         )
+        if not removed:
+            # like pause/resume: a key that names nothing is an error, not a no-op
+            raise SignatureNotFoundError(key)
 
     async def apply(self, key: str, event: LifecycleEvent) -> TaskStatus:
         status, kind = await self._apply_one(key, event)
@@ -630,6 +627,7 @@ class MageflowRuntime:
         if "id" in fields:
             fields.setdefault("key", fields.pop("id"))
         bound = dict(fields.pop("kwargs", None) or {})
+        check_kwargs(kwargs, bound, {*_SIGNATURE_OPTIONS, "success", "error", "name", "tasks"})
         bound.update(kwargs)
         members = await self._member_keys(tasks, "tasks")
         try:
@@ -663,6 +661,9 @@ class MageflowRuntime:
         if "id" in fields:
             fields.setdefault("key", fields.pop("id"))
         bound = dict(fields.pop("kwargs", None) or {})
+        check_kwargs(
+            kwargs, bound, {*_SIGNATURE_OPTIONS, "tasks", "config", "is_swarm_closed", "name"}
+        )
         bound.update(kwargs)
         if config is not None and not isinstance(config, SwarmConfig):
             raise MageflowValidationError(

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -50,6 +51,27 @@ __all__ = [
 ]
 
 _MAX_KEY_LENGTH = 200
+
+
+def validation_error(exc: ValidationError) -> MageflowValidationError:
+    """The MageflowValidationError a validator raised (pydantic wraps it), or one
+    built from the first error, naming the field."""
+    first = exc.errors()[0]
+    original = (first.get("ctx") or {}).get("error")
+    if isinstance(original, MageflowValidationError):
+        return original
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
+
+
+class _MageflowModel(BaseModel):
+    """Construction raises MageflowValidationError naming the field, not a raw pydantic error."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
 
 
 def new_key(kind: str) -> str:
@@ -139,7 +161,7 @@ class SignatureKwargs(dict[str, Any]):
         self.update(plain)
 
 
-class Signature(BaseModel):
+class Signature(_MageflowModel):
     """Fields and lifecycle methods shared by tasks, chains and swarms."""
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=False)
@@ -348,7 +370,7 @@ class ChainSignature(Signature):
         return _callback_keys(value, "tasks")
 
 
-class SwarmConfig(BaseModel):
+class SwarmConfig(_MageflowModel):
     """Limits of a swarm."""
 
     model_config = ConfigDict(frozen=True)
