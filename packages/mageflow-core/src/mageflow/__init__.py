@@ -15,6 +15,7 @@ from thirdmagic import (
     ChainSignature,
     ConfigurationError,
     EngineError,
+    FlowSpec,
     InvalidTransitionError,
     LockLostError,
     MageflowError,
@@ -50,6 +51,7 @@ from mageflow._api import (
     resume,
     resume_task,
     sign,
+    submit,
     swarm,
 )
 from mageflow._runtime import MageflowRuntime, RunOutcome, RunRequest
@@ -72,6 +74,7 @@ __all__ = [
     "DispatchRequest",
     "DispatchResult",
     "EngineError",
+    "FlowSpec",
     "InvalidTransitionError",
     "LockLostError",
     "MageflowConfig",
@@ -110,6 +113,7 @@ __all__ = [
     "resume",
     "resume_task",
     "sign",
+    "submit",
     "swarm",
 ]
 

@@ -38,6 +38,7 @@ __all__ = [
     "resume",
     "resume_task",
     "sign",
+    "submit",
     "swarm",
 ]
 
@@ -129,6 +130,17 @@ async def aswarm(
 
 
 swarm = aswarm
+
+
+async def submit(spec: Any) -> Signature:
+    """Store a flow built elsewhere — with ``thirdmagic`` alone — and return its root.
+
+    ``spec`` is a ``thirdmagic.FlowSpec``, its JSON text or dict form, or a
+    signature object (with the signature objects attached to it as callbacks
+    or members). All or nothing: if any signature is refused, nothing of the
+    spec stays stored. Run the returned signature with ``aio_run_no_wait``.
+    """
+    return await get_runtime().submit(spec)
 
 
 async def load_signature(key: str) -> Signature | None:

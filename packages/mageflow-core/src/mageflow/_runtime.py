@@ -37,7 +37,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, SignatureStatus, TaskStatus
 
-from mageflow import _merge
+from mageflow import _handover, _merge
 from mageflow._intake import check_kwargs, check_new
 from mageflow._store.redis_store import LockedSignal, OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
@@ -171,6 +171,8 @@ class MageflowRuntime:
 
     async def sign(self, task: Any, **options: Any) -> TaskSignature:
         """Create and store a signature (one round trip)."""
+        if isinstance(task, TaskSignature):
+            return await self._sign_unsaved(task, options)
         fields: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for name, value in options.items():
@@ -207,6 +209,21 @@ class MageflowRuntime:
         check_new(sig)
         await self.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
         return sig
+
+    async def _sign_unsaved(self, sig: TaskSignature, options: dict[str, Any]) -> TaskSignature:
+        # a signature built with thirdmagic alone: store it as it is
+        if options:
+            raise MageflowValidationError(
+                f"{next(iter(options))}: options cannot be combined with a signature object; "
+                "set them on the signature",
+                field=next(iter(options)),
+            )
+        await _handover.submit(self, sig)
+        return sig
+
+    async def submit(self, spec: Any) -> Signature:
+        """Store a FlowSpec / signature built elsewhere (all or nothing); return its root."""
+        return await _handover.submit(self, spec)
 
     def _resolve_task(self, task: Any) -> tuple[str, type[BaseModel] | None]:
         if isinstance(task, str):
@@ -586,30 +603,7 @@ class MageflowRuntime:
         await self._dispatch_outbox(outbox)
 
     async def _member_keys(self, tasks: Any, field: str) -> list[str]:
-        """Keys for a list of signatures, keys, task names or task objects.
-
-        A string that names a stored signature is taken as its key; any other
-        string is a task name and is signed here.
-        """
-        items = (
-            [tasks]
-            if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple))
-            else list(tasks)
-        )
-        strings = [t for t in items if isinstance(t, str)]
-        stored: set[str] = set()
-        if strings:
-            found = await self.store.load_many(strings)
-            stored = {k for k, sig in zip(strings, found, strict=True) if sig is not None}
-        keys: list[str] = []
-        for item in items:
-            if isinstance(item, Signature):
-                keys.append(item.key)
-            elif isinstance(item, str) and item in stored:
-                keys.append(item)
-            else:
-                keys.append((await self.sign(item)).key)
-        return keys
+        return (await _handover.member_keys(self, tasks))[0]
 
     async def chain(
         self,
@@ -629,11 +623,9 @@ class MageflowRuntime:
         bound = dict(fields.pop("kwargs", None) or {})
         check_kwargs(kwargs, bound, {*_SIGNATURE_OPTIONS, "success", "error", "name", "tasks"})
         bound.update(kwargs)
-        members = await self._member_keys(tasks, "tasks")
         try:
             sig = ChainSignature(
                 task_name=name or "mageflow.chain",
-                tasks=members,
                 kwargs=bound,
                 success_callbacks=success or fields.pop("success_callbacks", None) or [],
                 error_callbacks=error or fields.pop("error_callbacks", None) or [],
@@ -642,9 +634,15 @@ class MageflowRuntime:
         except ValidationError as exc:
             raise _validation_error(exc) from exc
         check_new(sig)
-        await self.store.create(
-            sig, [*sig.success_callbacks, *sig.error_callbacks], members=members
-        )
+        members, created = await _handover.member_keys(self, tasks)
+        sig.tasks = members
+        try:
+            await self.store.create(
+                sig, [*sig.success_callbacks, *sig.error_callbacks], members=members
+            )
+        except BaseException:
+            await _handover.discard(self, created)
+            raise
         return sig
 
     async def swarm(
@@ -694,22 +692,28 @@ class MageflowRuntime:
     ) -> list[str]:
         """Admit tasks into a swarm; with ``msgs`` each gets its own message."""
         key = signature.key
-        members = await self._member_keys(tasks, "tasks")
-        if msgs is not None and len(msgs) != len(members):
+        count = len(tasks) if isinstance(tasks, (list, tuple)) else 1
+        if msgs is not None and len(msgs) != count:
             raise MageflowValidationError(
-                f"msgs: expected one message per task ({len(members)}), got {len(msgs)}",
+                f"msgs: expected one message per task ({count}), got {len(msgs)}",
                 field="msgs",
             )
-        pairs = [
-            (m, _merge.message_data(msgs[i]) if msgs is not None else None)
-            for i, m in enumerate(members)
-        ]
-        outbox = await self._waiting_for_lock(
-            key,
-            lambda: self.store.swarm_add(
-                key, pairs, token=_token(key), dispatch_prefix=_new_dispatch_id()
-            ),
-        )
+        members, created = await _handover.member_keys(self, tasks)
+        try:
+            pairs = [
+                (m, _merge.message_data(msgs[i]) if msgs is not None else None)
+                for i, m in enumerate(members)
+            ]
+            outbox = await self._waiting_for_lock(
+                key,
+                lambda: self.store.swarm_add(
+                    key, pairs, token=_token(key), dispatch_prefix=_new_dispatch_id()
+                ),
+            )
+        except BaseException:
+            # refused (closed, full, locked ...): members signed for it go too
+            await _handover.discard(self, created)
+            raise
         await self._dispatch_outbox(outbox)
         return members
 

@@ -188,6 +188,10 @@ class HatchetMageflow:
 
     swarm = aswarm
 
+    async def submit(self, spec: Any) -> Any:
+        """Store a flow built with thirdmagic alone (see ``mageflow.submit``)."""
+        return await self.runtime.submit(spec)
+
     async def load_signature(self, key: str) -> Any:
         return await self.runtime.load(key)
 

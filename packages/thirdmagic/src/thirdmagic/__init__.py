@@ -19,6 +19,7 @@ from thirdmagic.errors import (
     SwarmClosedError,
     SwarmFullError,
 )
+from thirdmagic.handover import FlowSpec
 from thirdmagic.message import (
     DEFAULT_RESULTS_FIELD,
     LEGACY_RESULTS_FIELD,
@@ -63,6 +64,7 @@ __all__ = [
     "ConfigurationError",
     "ContextMessage",
     "EngineError",
+    "FlowSpec",
     "InvalidTransitionError",
     "LifecycleEvent",
     "LockLostError",

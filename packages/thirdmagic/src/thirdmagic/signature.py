@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -187,6 +188,24 @@ class Signature(_MageflowModel):
     task_identifiers: dict[str, Any] = Field(default_factory=dict)
 
     _bound: bool = PrivateAttr(default=False)
+    # Signature objects given for callbacks (and chain/swarm tasks): a signature
+    # built with thirdmagic alone may refer to others that are not stored yet;
+    # ``FlowSpec.of`` hands them over together.
+    _attached: dict[str, Signature] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_attached(cls, data: Any, handler: ModelWrapValidatorHandler[Signature]) -> Any:
+        sig = handler(data)
+        if isinstance(data, dict):
+            found: dict[str, Signature] = {}
+            for name in ("success_callbacks", "error_callbacks", "tasks"):
+                value = data.get(name)
+                items = [value] if isinstance(value, Signature) else value
+                if isinstance(items, (list, tuple)):
+                    found.update((v.key, v) for v in items if isinstance(v, Signature))
+            sig._attached = found
+        return sig
 
     @field_validator("key", mode="before")
     @classmethod
@@ -271,6 +290,14 @@ class Signature(_MageflowModel):
             self.key = new_key(str(getattr(self, "kind", "task")))
         self.kwargs = SignatureKwargs(self.kwargs, self.key)
         return self
+
+    def __eq__(self, other: object) -> bool:
+        # the data only: attached signature objects are a building aid, not state
+        if not isinstance(other, Signature) or type(self) is not type(other):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     # -- convenience ---------------------------------------------------------
 
@@ -392,6 +419,20 @@ class SwarmSignature(Signature):
     task_name: str = "mageflow.swarm"
     config: SwarmConfig = Field(default_factory=SwarmConfig)
     is_swarm_closed: bool = False
+    tasks: list[str] = Field(
+        default_factory=list,
+        exclude=True,
+        description=(
+            "Members to admit when an unsaved swarm is handed over (FlowSpec / "
+            "mageflow.submit). A stored swarm keeps its members beside it in the store, "
+            "not here."
+        ),
+    )
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _member_keys(cls, value: Any) -> list[str]:
+        return _callback_keys(value, "tasks")
 
     async def aio_run_in_swarm(
         self, task_or_tasks: Any, msg: BaseModel | dict[str, Any] | None = None
