@@ -57,7 +57,8 @@ async def test_sign_by_name_object_and_client(app: App, tag: str) -> None:
     by_object = await mageflow.sign(app.tasks["charge"])
     by_client = await app.mf.asign("e2e-charge", tag=tag)
     assert by_object.task_name == by_name.task_name == "e2e-charge"
-    assert by_name.model_validators == "tests.e2e.mf_app:Order"
+    assert by_name.model_validators_path == "tests.e2e.mf_app:Order"
+    assert by_name.model_validators is Order
     for i, sig in enumerate((by_name, by_object, by_client)):
         await sig.aio_run_no_wait(Order(order_id=i, tag=tag))
     recs = await wait_records(app, "e2e-charge", tag, 3)
@@ -240,6 +241,31 @@ async def test_with_ctx_with_signature_and_stagger(app: App, tag: str) -> None:
     assert stag_rec[0]["key"] == stag_sig.key
     for s in (ctx_sig, sig_sig, stag_sig):
         await wait_status(s.key, SignatureStatus.DONE)
+
+
+async def test_options_above_mf_task_and_stagger_logs_to_the_run_log(app: App, tag: str) -> None:
+    sig = await mageflow.asign("e2e-above")
+    await sig.aio_run_no_wait(Echo(tag=tag))
+    rec = await wait_records(app, "e2e-above", tag)
+    assert rec[0]["ctx"] == "Context" and rec[0]["key"] == sig.key
+    await wait_status(sig.key, SignatureStatus.DONE)
+    staggered = await mageflow.asign("e2e-stagger")
+    await staggered.aio_run_no_wait(Echo(tag=tag))
+    await wait_status(staggered.key, SignatureStatus.DONE)
+
+    async def stagger_line(key: str) -> str | None:
+        for row in await runs_for(app, key):
+            logs = await app.mf.logs.aio_list(task_run_id=row.task_external_id)
+            for line in logs.rows or []:
+                if "stagger_execution delays" in line.message:
+                    return str(line.message)
+        return None
+
+    for key in (sig.key, staggered.key):
+        line = await wait_until(
+            lambda key=key: stagger_line(key), timeout=30, message=f"stagger log of {key}"
+        )
+        assert line is not None and "by " in line
 
 
 async def test_direct_hatchet_run_returns_plain_result(app: App, tag: str) -> None:

@@ -14,11 +14,12 @@ import redis.asyncio as aioredis
 from hatchet_sdk import Hatchet
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
+from mageflow.manager import DescribeRequest
 from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
 from thirdmagic.signature import ChainSignature, SwarmConfig, SwarmSignature, TaskSignature
 
-from mageflow_hatchet._wrap import flags_of, make_wrapper
+from mageflow_hatchet._wrap import flags_of, make_wrapper, share_flags
 from mageflow_hatchet.manager import HatchetTaskManager
 
 __all__ = ["HatchetMageflow", "Mageflow"]
@@ -70,7 +71,14 @@ class HatchetMageflow:
                 namespace=self.hatchet._client.config.namespace or "",
             )
             task = decorator(**options)(wrapper)
+            if self.task_manager.describe(DescribeRequest(task=task.name)) is not None:
+                raise mageflow.MageflowValidationError(
+                    f"name: a task named {task.name!r} is already registered on this client; "
+                    "a second registration would silently replace the first",
+                    field="name",
+                )
             registered.append(task)
+            share_flags(task, fn)
             self.task_manager.register(task, task.name, model, int(options.get("retries", 0)))
             return task
 
