@@ -59,9 +59,23 @@ def validation_error(exc: ValidationError) -> MageflowValidationError:
     built from the first error, naming the field."""
     first = exc.errors()[0]
     original = (first.get("ctx") or {}).get("error")
+    where = ".".join(str(p) for p in first["loc"])
     if isinstance(original, MageflowValidationError):
-        return original
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+        if not where:
+            return original
+        # raised by a nested model (a signature inside a FlowSpec): name the full path
+        inner = original.field or ""
+        head = inner.split(".")[0]
+        if inner and where.split(".")[-1] == head:
+            # a field validator: pydantic's location already ends with the field
+            field = where + inner[len(head) :]
+        else:
+            field = f"{where}.{inner}" if inner else where
+        message = str(original)
+        if inner and message.startswith(f"{inner}:"):
+            message = message[len(inner) + 1 :].lstrip()
+        return MageflowValidationError(f"{field}: {message}", field=field, key=original.key)
+    loc = where or "<root>"
     return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
 
 
