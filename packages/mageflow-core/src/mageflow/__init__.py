@@ -128,7 +128,8 @@ def __getattr__(name: str) -> Any:
         if not found:
             raise ConfigurationError(
                 "mageflow.Mageflow needs an engine adapter: install mageflow-hatchet "
-                "(pip install mageflow-hatchet)"
+                "(build it from the MageFlow repository: uv build --all-packages, then "
+                "pip install dist/mageflow_hatchet-*.whl; it is not on PyPI)"
             )
         preferred = next((ep for ep in found if ep.name == "hatchet"), found[0])
         value = preferred.load()
