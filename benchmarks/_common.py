@@ -52,12 +52,19 @@ def counting_client(url: str) -> aioredis.Redis:
 
 async def command_stats(stats: aioredis.Redis) -> Counter[str]:
     """Calls per command name (lower case), from INFO commandstats."""
+    return (await command_stats_and_usec(stats))[0]
+
+
+async def command_stats_and_usec(stats: aioredis.Redis) -> tuple[Counter[str], Counter[str]]:
+    """Calls and server CPU microseconds per command name, from INFO commandstats."""
     raw = await stats.info("commandstats")
-    out: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    usec: Counter[str] = Counter()
     for name, value in raw.items():
         if name.startswith("cmdstat_") and isinstance(value, dict):
-            out[name[len("cmdstat_") :]] = int(value["calls"])
-    return out
+            calls[name[len("cmdstat_") :]] = int(value["calls"])
+            usec[name[len("cmdstat_") :]] = int(value["usec"])
+    return calls, usec
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Figures:
     client_cmds: int
     server: Counter[str] = field(default_factory=Counter)
     cpu_seconds: float = 0.0
+    server_usec: Counter[str] = field(default_factory=Counter)
 
     @property
     def rt(self) -> float:
@@ -91,6 +99,11 @@ class Figures:
     @property
     def in_script(self) -> float:
         return max(0.0, self.server_total - self.sent)
+
+    @property
+    def script_us(self) -> float:
+        """Server CPU time inside the scripts (EVALSHA, with its redis.call()s) per call."""
+        return (self.server_usec["evalsha"] + self.server_usec["eval"]) / self.n
 
     @property
     def us_per_op(self) -> float:
@@ -122,7 +135,7 @@ async def measure(
     """Run ``op(i)`` for i in range(n), ``concurrency`` coroutines at a time."""
     import asyncio
 
-    before = await command_stats(stats)
+    before, usec0 = await command_stats_and_usec(stats)
     rt0, c0 = Tally.snapshot()
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -139,11 +152,12 @@ async def measure(
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     rt1, c1 = Tally.snapshot()
-    after = await command_stats(stats)
+    after, usec1 = await command_stats_and_usec(stats)
     delta = Counter({k: after[k] - before.get(k, 0) for k in after})
     delta.pop("info", None)  # the stats client's own INFO call
     delta = Counter({k: v for k, v in delta.items() if v > 0})
-    return Figures(label, n, seconds, rt1 - rt0, c1 - c0, delta, cpu)
+    usec = Counter({k: usec1[k] - usec0.get(k, 0) for k in usec1 if k in delta})
+    return Figures(label, n, seconds, rt1 - rt0, c1 - c0, delta, cpu, usec)
 
 
 def fmt(value: float) -> str:

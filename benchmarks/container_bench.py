@@ -250,8 +250,6 @@ class BenchApp:
 def worker_main() -> None:
     import logging
 
-    from redis.commands.core import AsyncScript
-
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("hatchet").setLevel(logging.WARNING)  # no line per run
     url = os.environ["REDIS_URL"]
@@ -269,9 +267,8 @@ def worker_main() -> None:
         os.environ["CBENCH_PREFIX"],
     )
     runtime = app.mf.runtime
-    for attr, value in vars(runtime.store).items():
-        if isinstance(value, AsyncScript):
-            SCRIPT_NAMES[value.sha] = attr.lstrip("_").upper()
+    for script_name, script in runtime.store.scripts.items():
+        SCRIPT_NAMES[script.sha] = script_name.upper()
     inner = runtime.execute_run
 
     async def counted(request: Any, *args: Any, **kwargs: Any) -> Any:

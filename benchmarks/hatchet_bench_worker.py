@@ -27,7 +27,6 @@ if str(ROOT) not in sys.path:
 
 import redis.asyncio as aioredis  # noqa: E402
 from hatchet_sdk import Hatchet  # noqa: E402
-from redis.commands.core import AsyncScript  # noqa: E402
 
 from benchmarks._common import CountingConnection, Tally  # noqa: E402
 from benchmarks.hatchet_bench_app import BenchApp  # noqa: E402
@@ -61,9 +60,12 @@ def snapshot() -> dict[str, Any]:
 def timed(obj: Any, attr: str, name: str) -> None:
     """Shadow ``obj.attr`` (an async method) on the instance with a timing wrapper.
 
+    ``obj`` may be a dict (the store's scripts by name): ``attr`` is then the item.
     Instrumentation of this process only: the package code is untouched.
     """
-    inner: Callable[..., Awaitable[Any]] = getattr(obj, attr)
+    inner: Callable[..., Awaitable[Any]] = (
+        obj[attr] if isinstance(obj, dict) else getattr(obj, attr)
+    )
     slot = TIMERS.setdefault(name, [0, 0.0])
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -74,7 +76,10 @@ def timed(obj: Any, attr: str, name: str) -> None:
             slot[0] += 1
             slot[1] += time.perf_counter() - started
 
-    setattr(obj, attr, wrapper)
+    if isinstance(obj, dict):
+        obj[attr] = wrapper
+    else:
+        setattr(obj, attr, wrapper)
 
 
 def main() -> None:
@@ -87,15 +92,14 @@ def main() -> None:
     rec = aioredis.from_url(url, decode_responses=True)
     app = BenchApp(Hatchet(), mf_redis, rec, os.environ["MFBENCH_PREFIX"], stats=snapshot)
     store = app.mf.runtime.store
-    for attr, value in vars(store).items():
-        if isinstance(value, AsyncScript):
-            SCRIPT_NAMES[value.sha] = attr.lstrip("_").upper()
+    for script_name, script in store.scripts.items():
+        SCRIPT_NAMES[script.sha] = script_name.upper()
     runtime = app.mf.runtime
     timed(runtime, "execute_run", "execute_run (whole MageFlow run)")
     timed(store, "begin", "store.begin (BEGIN + decode)")
-    timed(store, "_begin", "  BEGIN EVALSHA round trip")
+    timed(store.scripts, "begin", "  BEGIN EVALSHA round trip")
     timed(store, "finish", "store.finish (FINISH + outbox)")
-    timed(store, "_finish", "  FINISH EVALSHA round trip")
+    timed(store.scripts, "finish", "  FINISH EVALSHA round trip")
     timed(runtime.manager, "dispatch", "callback dispatch (Hatchet trigger)")
     worker = app.mf.worker("mfbench-worker", slots=20, workflows=app.workflows)
     worker.start()

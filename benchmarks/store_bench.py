@@ -303,6 +303,7 @@ async def _run(
     print()
     print("Per call, sequential. RT = network round trips; sent = commands the client sent;")
     print("server = commands executed (INFO commandstats: EVALSHA + each redis.call in it);")
+    print("script us = server CPU time inside the scripts (EVALSHA usec in commandstats);")
     print("us/op = wall time; cpu = this Python process's CPU time per call.")
     cost_rows = []
     for f, b in rows:
@@ -315,6 +316,7 @@ async def _run(
                 fmt(f.server_total),
                 fmt(f.scripts),
                 fmt(f.in_script),
+                f"{f.script_us:.1f}",
                 f"{f.us_per_op:.0f}",
                 f"{f.cpu_us_per_op:.0f}",
                 b.label if b else "",
@@ -334,6 +336,7 @@ async def _run(
                 "server",
                 "scripts",
                 "in-script",
+                "script us",
                 "us/op",
                 "cpu",
                 "| baseline",

@@ -152,7 +152,7 @@ async def a_lock_outlives_lock_ttl() -> None:
 
 async def ttls(redis: aioredis.Redis, prefix: str) -> None:
     sig = await mageflow.asign("job")
-    stored = f"{prefix}sig:{sig.key}"  # layout: packages/mageflow-core/.../_store/schema.py
+    stored = f"{prefix}sig:{sig.key}"  # layout: packages/mageflow-core/.../_store/keys.py
     assert 0 < await redis.pttl(stored) <= 7 * 24 * 3600 * 1000  # active_ttl, slides
     await sig.aio_run_no_wait(Job(job_id=3))
     await manager.wait_idle()

@@ -41,8 +41,8 @@ REASSIGN_DEADLINE = 150.0
 
 
 async def status_of(capp: ContainerApp, key: str) -> SignatureStatus | None:
-    status = await capp.mf.runtime.store.status(key)
-    return status.status if status else None
+    sig = await capp.mf.runtime.store.load(key)
+    return sig.status if sig else None
 
 
 async def wait_status(

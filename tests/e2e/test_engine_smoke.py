@@ -71,8 +71,12 @@ async def test_dispatch_without_waiting_then_query_rest_api(
     # the synchronous path polls GetRunDetails instead of streaming
     assert (await asyncio.to_thread(ref.result))["sum"] == 9
 
-    status = await hatchet.runs.aio_get_status(ref.workflow_run_id)
-    assert status == V1TaskStatus.COMPLETED
+    # the REST status comes from the engine's OLAP tables, which are written
+    # asynchronously: the result can be delivered a moment before it reads COMPLETED
+    async def completed() -> bool:
+        return await hatchet.runs.aio_get_status(ref.workflow_run_id) == V1TaskStatus.COMPLETED
+
+    assert await wait_until(completed, timeout=30, message="REST status COMPLETED")
 
     async def listed() -> list[str]:
         runs = await hatchet.runs.aio_list(additional_metadata={"smoke_id": smoke_id})

@@ -9,6 +9,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from mageflow import MageflowRuntime
+from mageflow._store.keys import F
+from mageflow._store.redis_store import RedisStore
 
 
 class Raw:
@@ -28,7 +30,7 @@ class Raw:
         return int(await self.client.pttl(self.sig_key(key)))
 
     async def status(self, key: str) -> str | None:
-        return await self.client.hget(self.sig_key(key), "s")  # type: ignore[no-any-return]
+        return await self.client.hget(self.sig_key(key), F.status)  # type: ignore[no-any-return]
 
     async def snapshot(self) -> dict[str, Any]:
         """Every key under the prefix: its type and value (TTL excluded)."""
@@ -42,6 +44,18 @@ class Raw:
             else:
                 out[k] = (kind, None)
         return out
+
+
+async def swarm_counters(store: RedisStore, key: str) -> dict[str, int]:
+    """A swarm's member counters as stored."""
+    names = {
+        "admitted": F.admitted,
+        "running": F.running,
+        "succeeded": F.succeeded,
+        "failed": F.failed,
+    }
+    values = await store.client.hmget(store.keys.sig(key), list(names.values()))
+    return {name: int(v) if v is not None else 0 for name, v in zip(names, values, strict=True)}
 
 
 async def eventually(

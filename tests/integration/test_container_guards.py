@@ -16,6 +16,8 @@ from mageflow import (
 from mageflow.inmemory import InMemoryTaskManager
 from pydantic import BaseModel
 
+from tests.integration._helpers import swarm_counters
+
 
 class Num(BaseModel):
     n: int = 0
@@ -40,7 +42,7 @@ async def test_a_member_listed_twice_is_rejected(runtime: MageflowRuntime, seen:
     swarm = await mageflow.aswarm()
     with pytest.raises(MageflowValidationError, match="listed twice"):
         await swarm.aio_run_in_swarm([step, step])
-    assert await runtime.store.swarm_counters(swarm.key) == {
+    assert await swarm_counters(runtime.store, swarm.key) == {
         "admitted": 0,
         "running": 0,
         "succeeded": 0,

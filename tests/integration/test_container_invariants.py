@@ -42,7 +42,7 @@ from mageflow import (
 from mageflow.manager import CancelRequest
 from pydantic import BaseModel
 
-from tests.integration._helpers import Raw
+from tests.integration._helpers import Raw, swarm_counters
 from tests.integration.container_models import Loose, Num, Prev, Results
 
 SEEDS = range(int(os.environ.get("MAGEFLOW_TEST_SEEDS", "40")))
@@ -375,7 +375,7 @@ async def test_random_swarm_interleavings(
         else:
             await drv.step()
 
-    counters = await runtime.store.swarm_counters(sw.key)
+    counters = await swarm_counters(runtime.store, sw.key)
     status = await _status(sw.key)
     ran = [k for k in tracked.members if drv.finals[k]]
     failed = [k for k in ran if drv.results.get(k) is None]
@@ -506,7 +506,7 @@ def _deliver_during_transitions(
 
 async def _check_outcome(drv: Driver, top: Any, values: list[Any], ok: Any, err: Any) -> None:
     for sw in drv.swarms:
-        counters = await drv.rt.store.swarm_counters(sw.key)
+        counters = await swarm_counters(drv.rt.store, sw.key)
         assert counters["running"] == 0 and counters["admitted"] == len(sw.members)
     assert len(drv.collected[ok.key]) + len(drv.errors[err.key]) == 1
     if all(v is None for v in values):
@@ -600,7 +600,7 @@ async def test_finish_twice_changes_nothing_and_returns_the_same_outbox(
     assert [e.key for e in outbox] == [second.request.signature_key]
     assert [e.dispatch_id for e in outbox] == [second.request.dispatch_id]
     assert await raw.snapshot() == before
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 2,
         "running": 1,
         "succeeded": 1,
@@ -663,7 +663,7 @@ async def test_lost_member_dispatch_is_redone_by_the_redelivery(
         await runtime.execute_run(first.request, drv.body_for(first), _final)
     drv.absorb()
     assert drv.inflight == [first] and manager.failures == 1
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 3,
         "running": 1,  # the claimed member counts as running: it is owed a dispatch
         "succeeded": 1,
@@ -780,7 +780,7 @@ async def test_a_member_that_cannot_be_claimed_is_skipped_and_leaves_none(
     assert finished.key not in {d.request.signature_key for d in drv.inflight}
     await drv.drain()
     assert drv.collected[ok.key] == [[None, 10]]
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 2,
         "running": 0,
         "succeeded": 1,

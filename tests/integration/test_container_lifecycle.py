@@ -11,7 +11,7 @@ import pytest
 from mageflow import MageflowRuntime, PauseActionTypes, RunRequest, SignatureStatus, SwarmConfig
 from mageflow.inmemory import InMemoryTask, InMemoryTaskManager, RunRecord
 
-from tests.integration._helpers import Raw, eventually
+from tests.integration._helpers import Raw, eventually, swarm_counters
 from tests.integration.container_models import Num, Prev, Results
 
 pytestmark = pytest.mark.usefixtures("runtime")
@@ -207,7 +207,7 @@ async def test_suspend_and_resume_a_swarm_midway(
     board.release.set()
     await manager.wait_idle()
     assert sum(board.finished.values()) == 2  # nothing new started while suspended
-    counters = await runtime.store.swarm_counters(sw.key)
+    counters = await swarm_counters(runtime.store, sw.key)
     assert counters == {"admitted": 6, "running": 0, "succeeded": 2, "failed": 0}
 
     await mageflow.resume(sw.key)
@@ -236,7 +236,7 @@ async def test_interrupt_and_resume_a_swarm_midway(
     assert board.started["m0"] == 2 and board.started["m1"] == 2
     _once(board, [f"m{i}" for i in range(5)])
     assert board.results == [list(range(5))]
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 5,
         "running": 0,
         "succeeded": 5,

@@ -131,7 +131,7 @@ async def test_lock_expires_so_a_crashed_holder_cannot_freeze(raw: Raw) -> None:
     sig = await mageflow.asign("t")
     store = raw.rt.store
     # A holder that acquired and then died without releasing.
-    assert await store.acquire_lock(sig.key, uuid.uuid4().hex)
+    assert await store.lock_and_load(sig.key, uuid.uuid4().hex) is not None
     pttl = await raw.client.pttl(store.keys.lock(sig.key))
     assert 0 < pttl <= LOCK_TTL * 1000
     with pytest.raises(SignatureLockedError):

@@ -17,7 +17,7 @@ from mageflow import (
 )
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 
-from tests.integration._helpers import Raw, eventually
+from tests.integration._helpers import Raw, eventually, swarm_counters
 from tests.integration.container_models import Loose, Num, Results
 
 pytestmark = pytest.mark.usefixtures("runtime")
@@ -157,7 +157,7 @@ async def test_counters_follow_the_cap_while_members_are_held(
     await sw.aio_run_tasks_in_swarm(["work"] * 5, [Num(x=i) for i in range(5)])
     await sw.aio_run_no_wait()
     await eventually(lambda: _running_is(seen, 2), what="two members running")
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 5,
         "running": 2,
         "succeeded": 0,
@@ -167,7 +167,7 @@ async def test_counters_follow_the_cap_while_members_are_held(
     seen.gate.set()
     await sw.close_swarm()
     await manager.wait_idle()
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 5,
         "running": 0,
         "succeeded": 5,
@@ -289,7 +289,7 @@ async def test_failure_threshold_fires_error_callbacks_once_and_stops_new_member
     assert seen.of("collect") == []
     assert await _status(sw.key) is SignatureStatus.FAILED
     assert [await raw.status(k) for k in members[4:]] == ["pending", "pending"]
-    counters = await runtime.store.swarm_counters(sw.key)
+    counters = await swarm_counters(runtime.store, sw.key)
     assert counters == {"admitted": 6, "running": 0, "succeeded": 2, "failed": 2}
     assert await raw.client.llen(runtime.store.keys.swarm_queue(sw.key)) == 2
     with pytest.raises(SwarmClosedError):
@@ -311,7 +311,7 @@ async def test_members_running_when_threshold_is_reached_still_finish(
 
     assert sorted(m.x for m in seen.of("work")) == [0, 1, 2, 3]
     assert len(seen.of("on_error")) == 1
-    assert await runtime.store.swarm_counters(sw.key) == {
+    assert await swarm_counters(runtime.store, sw.key) == {
         "admitted": 6,
         "running": 0,
         "succeeded": 3,
@@ -404,7 +404,7 @@ async def test_a_rejected_add_admits_nothing(
     fresh = await mageflow.asign("work")
     with pytest.raises(MageflowValidationError, match="already belongs"):
         await sw.aio_run_in_swarm([fresh, taken])
-    assert (await runtime.store.swarm_counters(sw.key))["admitted"] == 0
+    assert (await swarm_counters(runtime.store, sw.key))["admitted"] == 0
     assert await runtime.store.members(sw) == []
     assert await runtime.store.members(other) == [taken.key]
 

@@ -26,6 +26,9 @@ STARTS: list[TaskStatus] = [TaskStatus(status=s) for s in S] + [
     TaskStatus(status=S.SUSPENDED, last_status=S.PENDING),
 ]
 CASES = [(st, e) for st in STARTS for e in E]
+RUN_EVENTS = (E.START, E.SUCCEED, E.FAIL)
+USER_CASES = [(st, e) for st, e in CASES if e not in RUN_EVENTS]
+RUN_CASES = [(st, e) for st, e in CASES if e in RUN_EVENTS]
 
 
 async def _stored(runtime: MageflowRuntime, status: TaskStatus, **kwargs: Any) -> TaskSignature:
@@ -41,7 +44,7 @@ def _id(case: tuple[TaskStatus, LifecycleEvent]) -> str:
     return f"{st.status.value}{prev}-{e.value}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+@pytest.mark.parametrize("case", USER_CASES, ids=[_id(c) for c in USER_CASES])
 async def test_transition_cell(
     case: tuple[TaskStatus, LifecycleEvent], runtime: MageflowRuntime, raw: Raw
 ) -> None:
@@ -83,6 +86,48 @@ async def test_transition_cell(
     assert loaded.kwargs == {"a": 1}
 
 
+@pytest.mark.parametrize("case", RUN_CASES, ids=[_id(c) for c in RUN_CASES])
+async def test_run_events_are_refused_to_lifecycle_calls(
+    case: tuple[TaskStatus, LifecycleEvent], runtime: MageflowRuntime, raw: Raw
+) -> None:
+    """start/succeed/fail come with a run (its id, outcome, callbacks): only the
+    worker's BEGIN and FINISH apply them."""
+    start, event = case
+    sig = await _stored(runtime, start)
+    before = await raw.hash(sig.key)
+    with pytest.raises(InvalidTransitionError, match="worker") as info:
+        await runtime.apply(sig.key, event)
+    assert (info.value.key, info.value.status, info.value.event) == (
+        sig.key,
+        start.status.value,
+        event.value,
+    )
+    assert await raw.hash(sig.key) == before
+
+
+@pytest.mark.parametrize("case", RUN_CASES, ids=[_id(c) for c in RUN_CASES])
+async def test_run_event_cell(
+    case: tuple[TaskStatus, LifecycleEvent], runtime: MageflowRuntime, raw: Raw
+) -> None:
+    """The cells of start/succeed/fail, applied the way a run applies them."""
+    start, event = case
+    sig = await _stored(runtime, start)
+    await raw.client.hset(raw.sig_key(sig.key), mapping={"d": "d1", "r": "run-1"})
+    before = await raw.hash(sig.key)
+    expected = next_status(start.status, event, start.last_status)
+    if event is E.START:
+        await runtime.store.begin(sig.key, "d1", "run-2", {})
+    else:
+        await runtime.store.finish(
+            sig.key, succeeded=event is E.SUCCEED, run_id="run-1", payload=None
+        )
+    after = await raw.hash(sig.key)
+    if expected is None:
+        assert after == before
+    else:
+        assert after["s"] == expected.value
+
+
 def test_cases_cover_every_cell() -> None:
     covered = {(st.status, e) for st, e in CASES}
     assert set(TRANSITIONS) <= covered
@@ -97,22 +142,28 @@ async def test_transition_of_missing_key(event: LifecycleEvent, runtime: Mageflo
 
 
 async def test_full_path_through_the_table(runtime: MageflowRuntime, raw: Raw) -> None:
+    """User events through TRANSITION, run events through BEGIN and FINISH."""
+    store = runtime.store
     sig = await mageflow.asign("t")
+
+    async def user(event: LifecycleEvent, dispatch_id: str = "") -> None:
+        await store.transition(sig.key, event, "", dispatch_id)
+
     path = [
-        (E.SUSPEND, S.SUSPENDED),
-        (E.RESUME, S.PENDING),
-        (E.START, S.ACTIVE),
-        (E.SUSPEND, S.SUSPENDED),
-        (E.RESUME, S.ACTIVE),
-        (E.INTERRUPT, S.INTERRUPTED),
-        (E.RESUME, S.PENDING),
-        (E.START, S.ACTIVE),
-        (E.SUCCEED, S.DONE),
+        (lambda: user(E.SUSPEND), S.SUSPENDED),
+        (lambda: user(E.RESUME), S.PENDING),
+        (lambda: store.dispatch(sig.key, {}, "d1", ""), S.PENDING),
+        (lambda: store.begin(sig.key, "d1", "run-1", {}), S.ACTIVE),
+        (lambda: user(E.SUSPEND), S.SUSPENDED),
+        (lambda: user(E.RESUME), S.ACTIVE),
+        (lambda: user(E.INTERRUPT), S.INTERRUPTED),
+        (lambda: user(E.RESUME, "d2"), S.PENDING),  # the interrupted run is replayed
+        (lambda: store.begin(sig.key, "d2", "run-2", {}), S.ACTIVE),
+        (lambda: store.finish(sig.key, succeeded=True, run_id="run-2", payload=1), S.DONE),
     ]
-    for event, want in path:
-        status = await runtime.apply(sig.key, event)
-        assert status.status == want, event
-        assert await raw.status(sig.key) == want.value
+    for i, (call, want) in enumerate(path):
+        await call()
+        assert await raw.status(sig.key) == want.value, i
 
 
 # -- worker-side transitions (begin / finish) ------------------------------------------

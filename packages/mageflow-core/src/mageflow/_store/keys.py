@@ -1,0 +1,157 @@
+"""Every Redis key name, hash field and TTL conversion of the store.
+
+Layout (``P`` is the configured prefix, default ``mageflow:``)::
+
+    P sig:<key>     hash    one signature (fields below)
+    P lock:<key>    string  lock_task token, with its own expiry
+    P pending       zset    full signature keys with a claimed dispatch whose
+                            run has not arrived, scored by claim time (ms)
+    P swarm:<key>:m list    a swarm's members in admission order (append-only)
+    P swarm:<key>:q list    members admitted but not started yet (FIFO)
+    P swarm:<key>:res hash  admission index -> member result (JSON)
+
+Signature hash fields (the attribute of :class:`F` in brackets; the Lua
+scripts use the same names, ``F.status``..., which the script loader turns
+into these values):
+``_v`` schema version [version]; ``kind`` [kind]; ``t`` task name [task];
+``ct`` creation time [created]; ``mv`` model import path [model];
+``sc``/``ec`` callback keys, JSON lists [callbacks_ok/callbacks_err];
+``ti`` identifiers, JSON [ident]; ``s``/``ls`` status and previous status
+[status/last_status]; ``d`` current dispatch id [dispatch]; ``r`` run id that
+owns the signature [run]; ``m`` input of the current/last run [input]; ``pm``
+input of a parked run [parked]; ``ob`` outbox of callbacks claimed at
+completion, JSON [outbox]; ``res``/``err`` outcome [result/error]; ``ce`` the
+dispatch entry (JSON, see ``codec``) of a claim listed in the pending index
+[claim]; ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
+``x:<name>`` container fields of the model [XFIELD_PREFIX].
+
+Container fields: chain ``x:tasks`` member keys [chain_tasks], ``ci`` current
+step [chain_index]; swarm ``x:config`` [swarm_config], ``x:is_swarm_closed``
+[swarm_closed], counters ``n`` admitted [admitted], ``run`` running
+[running], ``ok``/``bad`` finished [succeeded/failed]; both: ``st`` started
+[started], ``smode``/``sv`` how members receive the start value
+[start_mode/start_value], ``pkw`` kwargs inherited from outer containers
+[inherited], ``pst`` start parked by suspension [parked_start], ``po`` the
+outcome a member reached while the container was interrupted, settled on
+resume (JSON ``{o, v, i}``) [held_outcome]. Member fields: ``p`` its container
+[parent], ``pi`` its index there [parent_index], ``sm`` its own message in a
+swarm [member_message].
+
+Keeping each kwarg in its own field makes ``kwargs.aupdate`` a plain HSET
+(atomic, no JSON merging in Lua) and keeps a small signature in Redis'
+compact listpack encoding.
+
+The scripts reach signature keys they learn from stored data (callbacks,
+members): they get the prefix and build those names from :class:`K`, as
+:class:`Keys` does. So the store targets a single Redis/valkey node, not a
+cluster.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+__all__ = [
+    "KWARG_PREFIX",
+    "SCHEMA_VERSION",
+    "XFIELD_PREFIX",
+    "F",
+    "K",
+    "Keys",
+    "ms",
+]
+
+SCHEMA_VERSION: Final = "1"
+KWARG_PREFIX: Final = "k:"
+XFIELD_PREFIX: Final = "x:"
+
+
+class F:
+    """Hash field names of a signature (see the module docstring)."""
+
+    version: Final = "_v"
+    kind: Final = "kind"
+    task: Final = "t"
+    created: Final = "ct"
+    model: Final = "mv"
+    callbacks_ok: Final = "sc"
+    callbacks_err: Final = "ec"
+    ident: Final = "ti"
+    status: Final = "s"
+    last_status: Final = "ls"
+    dispatch: Final = "d"
+    run: Final = "r"
+    input: Final = "m"
+    parked: Final = "pm"
+    outbox: Final = "ob"
+    result: Final = "res"
+    error: Final = "err"
+    claim: Final = "ce"
+    # containers
+    chain_tasks: Final = XFIELD_PREFIX + "tasks"
+    chain_index: Final = "ci"
+    swarm_config: Final = XFIELD_PREFIX + "config"
+    swarm_closed: Final = XFIELD_PREFIX + "is_swarm_closed"
+    admitted: Final = "n"
+    running: Final = "run"
+    succeeded: Final = "ok"
+    failed: Final = "bad"
+    started: Final = "st"
+    start_mode: Final = "smode"
+    start_value: Final = "sv"
+    inherited: Final = "pkw"
+    parked_start: Final = "pst"
+    held_outcome: Final = "po"
+    # members
+    parent: Final = "p"
+    parent_index: Final = "pi"
+    member_message: Final = "sm"
+
+
+class K:
+    """Key name parts: ``prefix + sig + key``, ``prefix + swarm + key + queue``..."""
+
+    sig: Final = "sig:"
+    lock: Final = "lock:"
+    pending: Final = "pending"
+    swarm: Final = "swarm:"
+    members: Final = ":m"
+    queue: Final = ":q"
+    results: Final = ":res"
+
+
+def ms(value: timedelta) -> int:
+    return max(1, int(value.total_seconds() * 1000))
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    __slots__ = ("lock_prefix", "prefix", "sig_prefix", "swarm_prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.sig_prefix = prefix + K.sig
+        self.lock_prefix = prefix + K.lock
+        self.swarm_prefix = prefix + K.swarm
+
+    def sig(self, key: str) -> str:
+        return self.sig_prefix + key
+
+    def lock(self, key: str) -> str:
+        return self.lock_prefix + key
+
+    @property
+    def pending(self) -> str:
+        """Sorted set of claimed dispatches whose run has not arrived yet."""
+        return self.prefix + K.pending
+
+    def swarm_members(self, key: str) -> str:
+        return self.swarm_prefix + key + K.members
+
+    def swarm_queue(self, key: str) -> str:
+        return self.swarm_prefix + key + K.queue
+
+    def swarm_results(self, key: str) -> str:
+        return self.swarm_prefix + key + K.results

@@ -1,0 +1,28 @@
+-- Store a new signature. Every key after sig_key must exist; the first
+-- `members` of them (chain steps) become its members in the same step.
+-- KEYS: sig_key, required...
+-- ARGV: active_ttl, members, own_key, fields...
+-- REPLIES: ok
+-- @include lib/prelude
+if redis.call('EXISTS', sig_key) == 1 then return {R.exists} end
+local last_member = KEYS_REST + tonumber(members) - 1
+local seen = {}
+for i = KEYS_REST, last_member do
+  if seen[KEYS[i]] then return {R.taken, KEYS[i]} end
+  seen[KEYS[i]] = true
+end
+for i = KEYS_REST, #KEYS do
+  local ok = kind_of(KEYS[i])
+  if ok == nil then return {R.missing, KEYS[i]} end
+  if ok == false then return {R.corrupt, KEYS[i]} end
+  if i <= last_member and redis.call('HEXISTS', KEYS[i], F.parent) == 1 then
+    return {R.taken, KEYS[i]}
+  end
+end
+redis.call('HSET', sig_key, unpack(ARGV, ARGV_REST))
+redis.call('PEXPIRE', sig_key, active_ttl)
+for i = KEYS_REST, #KEYS do
+  if i <= last_member then redis.call('HSET', KEYS[i], F.parent, own_key, F.parent_index, i - KEYS_REST) end
+  redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
+end
+return {R.ok}

@@ -1,0 +1,207 @@
+-- Chains and swarms. A script that includes this declares the container
+-- arguments first in its ARGV: prefix, active_ttl, dispatch_prefix (the
+-- prefix of the dispatch ids this call hands out), and done_ttl when it may
+-- settle a container. Its reply carries the
+-- dispatches it claimed (an outbox) as JSON, each an entry() whose value
+-- the signature receives injected as a return value (MODE.inject) or merged
+-- as its message (MODE.merge).
+-- @include lib/prelude
+local SP, XP = prefix .. K.sig, prefix .. K.swarm
+local PENDING = prefix .. K.pending
+local seq = 0
+local function nid() seq = seq + 1; return dispatch_prefix .. ':' .. seq end
+local function read(full)
+  local h = redis.call('HGETALL', full)
+  local kw, meta = {}, {}
+  local kp = #KWARG_PREFIX
+  for j = 1, #h, 2 do
+    local f = h[j]
+    if string.sub(f, 1, kp) == KWARG_PREFIX then kw[string.sub(f, kp + 1)] = h[j + 1] else meta[f] = h[j + 1] end
+  end
+  return kw, meta
+end
+local function claim(mk, how, v, pkw)
+  local full = SP .. mk
+  if not kind_of(full) then return nil end
+  local kw, meta = read(full)
+  -- an interrupted signature is claimed too: its run is skipped on arrival
+  -- (BEGIN keeps the input) and replayed on resume, so it is never lost
+  local s = meta[F.status]
+  if s ~= S.pending and s ~= S.suspended and s ~= S.interrupted then return nil end
+  local did = nid()
+  redis.call('HSET', full, F.dispatch, did)
+  redis.call('PEXPIRE', full, active_ttl, 'GT')
+  local e = entry(mk, did, meta[F.task], meta[F.model], meta[F.kind], kw, pkw or {}, how, v)
+  pend(PENDING, full, cjson.encode(e))
+  return e
+end
+local function claim_cbs(full, field, v, how, out)
+  local raw = redis.call('HGET', full, field)
+  if not raw or raw == '[]' or raw == '{}' then return end
+  for _, ck in ipairs(cjson.decode(raw)) do
+    local e = claim(ck, how, v, {})
+    if e then table.insert(out, e) end
+  end
+end
+local function member_kw(pf)
+  local kw, meta = read(pf)
+  local merged = {}
+  local outer = meta[F.inherited]
+  if outer and outer ~= '[]' then
+    for n, v in pairs(cjson.decode(outer)) do merged[n] = v end
+  end
+  for n, v in pairs(kw) do merged[n] = v end
+  return merged
+end
+local function swarm_fill(p, pf, out)
+  if redis.call('HGET', pf, F.status) ~= S.active then return end
+  local cfg = cjson.decode(redis.call('HGET', pf, F.swarm_config))
+  local cap = tonumber(cfg['max_concurrency'])
+  local q = XP .. p .. K.queue
+  local pkw = nil
+  while tonumber(redis.call('HGET', pf, F.running) or '0') < cap do
+    local mk = redis.call('LPOP', q)
+    if not mk then break end
+    pkw = pkw or member_kw(pf)
+    local own = redis.call('HGET', SP .. mk, F.member_message)
+    local e
+    if own then e = claim(mk, MODE.merge, own, pkw)
+    else
+      e = claim(mk, redis.call('HGET', pf, F.start_mode) or MODE.merge,
+                redis.call('HGET', pf, F.start_value) or '{}', pkw)
+    end
+    if e then
+      redis.call('HINCRBY', pf, F.running, 1)
+      table.insert(out, e)
+    end
+  end
+end
+local function swarm_outcome(p, pf)
+  local f = redis.call('HMGET', pf, F.swarm_closed, F.running, F.succeeded, F.failed, F.admitted)
+  if f[1] ~= 'true' or tonumber(f[2] or '0') > 0 then return nil end
+  if redis.call('LLEN', XP .. p .. K.queue) > 0 then return nil end
+  local ok, bad, n = tonumber(f[3] or '0'), tonumber(f[4] or '0'), tonumber(f[5] or '0')
+  if ok == 0 and bad > 0 then return S.failed, nil end
+  local parts = {}
+  local i = 0
+  while i < n do
+    local fields = {}
+    for j = i, math.min(i + 999, n - 1) do fields[#fields + 1] = tostring(j) end
+    local vals = redis.call('HMGET', XP .. p .. K.results, unpack(fields))
+    for j = 1, #fields do parts[#parts + 1] = vals[j] or 'null' end
+    i = i + 1000
+  end
+  return S.done, '[' .. table.concat(parts, ',') .. ']'
+end
+-- A container that is still working keeps its side lists and its callbacks
+-- alive as long as itself; a settled one lets its lists go with the done TTL.
+local function keep_alive(pf, ttl, settled)
+  local sk = string.sub(pf, #SP + 1)
+  if redis.call('HGET', pf, F.kind) == KIND.swarm then
+    for _, sfx in ipairs({K.members, K.queue, K.results}) do redis.call('PEXPIRE', XP .. sk .. sfx, ttl) end
+  end
+  if settled then return end
+  for _, field in ipairs({F.callbacks_ok, F.callbacks_err}) do
+    local raw = redis.call('HGET', pf, field)
+    if raw and raw ~= '[]' and raw ~= '{}' then
+      for _, ck in ipairs(cjson.decode(raw)) do redis.call('PEXPIRE', SP .. ck, ttl, 'GT') end
+    end
+  end
+end
+local function outcome_event(result)
+  if result == S.done then return EV.succeed end
+  return EV.fail
+end
+local function settle(pf, ps, result, val, input, out)
+  redis.call('HSET', pf, F.status, step(ps, outcome_event(result)), F.last_status, ps)
+  if result == S.done then redis.call('HSET', pf, F.result, val) end
+  redis.call('PEXPIRE', pf, done_ttl)
+  keep_alive(pf, done_ttl, true)
+  if result == S.done then claim_cbs(pf, F.callbacks_ok, val, MODE.inject, out)
+  else claim_cbs(pf, F.callbacks_err, input or '{}', MODE.merge, out) end
+end
+-- A member ended: update its container in O(1), start what comes next, and
+-- settle the container (and, in turn, its own container) when it is complete.
+local function bubble(child, succeeded, val, input, out)
+  for _ = 1, 64 do
+    local link = redis.call('HMGET', SP .. child, F.parent, F.parent_index)
+    local p = link[1]
+    if not p then return end
+    local idx = tonumber(link[2])
+    local pf = SP .. p
+    if not kind_of(pf) then return end
+    local pm = redis.call('HMGET', pf, F.kind, F.status)
+    local pk, ps = pm[1], pm[2]
+    local result, pval, pin = nil, nil, nil
+    if pk == KIND.chain then
+      if terminal(ps) then return end
+      if succeeded then
+        local tasks = cjson.decode(redis.call('HGET', pf, F.chain_tasks))
+        if idx + 2 <= #tasks then
+          local e = claim(tasks[idx + 2], MODE.inject, val, member_kw(pf))
+          if e then
+            table.insert(out, e)
+            redis.call('HSET', pf, F.chain_index, idx + 1)
+            redis.call('PEXPIRE', pf, active_ttl)
+          else
+            -- the next step is gone or already ran: the chain cannot go on
+            result, pin = S.failed, input
+          end
+        else
+          result, pval = S.done, val
+        end
+      else
+        result, pin = S.failed, input
+      end
+    elseif pk == KIND.swarm then
+      redis.call('HINCRBY', pf, F.running, -1)
+      if succeeded then
+        redis.call('HINCRBY', pf, F.succeeded, 1)
+        redis.call('HSET', XP .. p .. K.results, tostring(idx), val)
+      else
+        redis.call('HINCRBY', pf, F.failed, 1)
+      end
+      if terminal(ps) then return end
+      local cfg = cjson.decode(redis.call('HGET', pf, F.swarm_config))
+      local lim = cfg['stop_after_n_failures']
+      if (not succeeded) and type(lim) == 'number' and tonumber(redis.call('HGET', pf, F.failed)) >= lim then
+        result, pin = S.failed, input
+      else
+        swarm_fill(p, pf, out)
+        local o, v = swarm_outcome(p, pf)
+        if o == S.done then result, pval = S.done, v
+        elseif o == S.failed then
+          -- every member failed: error callbacks get the swarm's message, as when
+          -- close_swarm settles it, whichever comes last
+          result, pin = S.failed, redis.call('HGET', pf, F.start_value) or '{}'
+        end
+        redis.call('PEXPIRE', pf, active_ttl)
+      end
+    else
+      return
+    end
+    if not result then
+      keep_alive(pf, active_ttl, false)
+      return
+    end
+    if not step(ps, outcome_event(result)) then
+      -- an interrupted container does not finish: it keeps the outcome and
+      -- settles when it is resumed (ADVANCE kick)
+      redis.call('HSET', pf, F.held_outcome, cjson.encode({o = result, v = pval, i = pin}))
+      keep_alive(pf, active_ttl, false)
+      return
+    end
+    settle(pf, ps, result, pval, pin, out)
+    child, succeeded, val, input = p, result == S.done, pval, pin
+  end
+end
+-- A container reached its outcome outside a member's completion (start of an
+-- empty swarm, close, resume): settle it and report to its own container.
+local function conclude(k, s, result, val, input, out)
+  settle(k, s, result, val, input, out)
+  bubble(string.sub(k, #SP + 1), result == S.done, val, input, out)
+end
+local function encode(out)
+  if #out == 0 then return '[]' end
+  return cjson.encode(out)
+end

@@ -1,0 +1,51 @@
+-- A lifecycle event from a user call (suspend, interrupt, resume, cancel...).
+-- Resuming a signature with a parked or interrupted run re-claims that run.
+-- The reply always has the same shape: code, status, previous status, run id
+-- to cancel, input to replay, its dispatch id, kind, task name.
+-- KEYS: sig_key, lock_key, pending_key
+-- ARGV: event, token, active_ttl, done_ttl, dispatch_id, key
+-- REPLIES: ok, noop, replay
+-- @include lib/prelude
+local bad = check(sig_key); if bad then return bad end
+if locked(lock_key, token) then return {R.locked} end
+local st = redis.call('HMGET', sig_key, F.status, F.last_status, F.parked, F.input, F.run, F.kind,
+                      F.started, F.task)
+local kind, tname = st[6] or KIND.task, st[8] or ''
+local s, ls, pm, m, r = st[1], st[2], st[3], st[4], st[5]
+-- start, succeed and fail belong to a run: BEGIN and FINISH apply them, with
+-- what goes along (the run id, the outcome, callbacks, containers)
+if RUN_EVENT[event] then return {R.invalid, s, R.run} end
+local target = step(s, event, ls)
+if not target then return {R.invalid, s} end
+-- a container has no run of its own to replay: one that had started goes
+-- back to pending and starts again (active), and its members are resumed one
+-- by one by the caller
+if st[6] ~= KIND.task and st[7] and event == EV.resume and target == S.pending then
+  target = step(target, EV.start)
+end
+local replay = false
+local run = ''
+if event == EV.resume then
+  if (s == S.suspended or s == S.pending) and pm then replay = pm
+  -- an interrupted signature replays its parked run (parked while suspended,
+  -- then interrupted), else the run that was cancelled
+  elseif s == S.interrupted and (pm or m) then replay = pm or m end
+  if replay then
+    -- the replayed run starts over: back to the status before any run
+    target = step(s, event, S.pending)
+    redis.call('HSET', sig_key, F.parked, replay, F.dispatch, dispatch_id)
+    pend(pending_key, sig_key, cjson.encode(entry(key, dispatch_id, tname, redis.call('HGET', sig_key, F.model),
+      KIND.task, {}, {}, MODE.merge, replay)))
+    redis.call('HDEL', sig_key, F.run)
+  end
+elseif event == EV.interrupt and r then
+  run = r
+end
+if target == s and not replay then
+  slide(sig_key, s, active_ttl, done_ttl)
+  return {R.noop, s, ls or '', run, '', '', kind, tname}
+end
+if target ~= s then redis.call('HSET', sig_key, F.status, target, F.last_status, s) end
+slide(sig_key, target, active_ttl, done_ttl)
+if replay then return {R.replay, target, s, '', replay, dispatch_id, kind, tname} end
+return {R.ok, target, s, run, '', '', kind, tname}
