@@ -21,17 +21,27 @@ S = SignatureStatus
 E = LifecycleEvent
 
 # An independent statement of the table; "." is an invalid transition.
-# columns: start, succeed, fail, suspend, interrupt, resume, cancel
+# columns: start, succeed, fail, suspend, interrupt, resume, cancel, skip
 EXPECTED = {
-    S.PENDING: ["active", ".", ".", "suspended", "interrupted", "pending", "canceled"],
-    S.ACTIVE: ["active", "done", "failed", "suspended", "interrupted", "active", "canceled"],
-    S.SUSPENDED: ["suspended", "done", "failed", "suspended", "interrupted", PREVIOUS, "canceled"],
-    S.INTERRUPTED: [".", ".", ".", ".", "interrupted", "pending", "canceled"],
-    S.DONE: [".", "done", ".", ".", ".", ".", "."],
-    S.FAILED: [".", ".", "failed", ".", ".", ".", "."],
-    S.CANCELED: [".", ".", ".", ".", ".", ".", "canceled"],
+    S.PENDING: ["active", ".", ".", "suspended", "interrupted", "pending", "canceled", "skipped"],
+    S.ACTIVE: ["active", "done", "failed", "suspended", "interrupted", "active", "canceled", "."],
+    S.SUSPENDED: [
+        "suspended",
+        "done",
+        "failed",
+        "suspended",
+        "interrupted",
+        PREVIOUS,
+        "canceled",
+        "skipped",
+    ],
+    S.INTERRUPTED: [".", ".", ".", ".", "interrupted", "pending", "canceled", "skipped"],
+    S.DONE: [".", "done", ".", ".", ".", ".", ".", "."],
+    S.FAILED: [".", ".", "failed", ".", ".", ".", ".", "."],
+    S.CANCELED: [".", ".", ".", ".", ".", ".", "canceled", "."],
+    S.SKIPPED: [".", ".", ".", ".", ".", ".", ".", "skipped"],
 }
-EVENTS = [E.START, E.SUCCEED, E.FAIL, E.SUSPEND, E.INTERRUPT, E.RESUME, E.CANCEL]
+EVENTS = [E.START, E.SUCCEED, E.FAIL, E.SUSPEND, E.INTERRUPT, E.RESUME, E.CANCEL, E.SKIP]
 CELLS = [(s, e, EXPECTED[s][i]) for s in S for i, e in enumerate(EVENTS)]
 
 
@@ -44,6 +54,7 @@ def test_statuses_and_events() -> None:
         "done",
         "failed",
         "canceled",
+        "skipped",
     }
     assert set(EVENTS) == set(E)
     assert {p.value for p in PauseActionTypes} == {"suspend", "interrupt"}
@@ -76,7 +87,7 @@ def test_docstring_table_matches_transitions() -> None:
     rows = {}
     for line in doc.splitlines():
         parts = line.split()
-        if parts and parts[0] in {s.value for s in S} and len(parts) == 8:
+        if parts and parts[0] in {s.value for s in S} and len(parts) == 9:
             rows[S(parts[0])] = parts[1:]
     assert set(rows) == set(S)
     for s, cells in rows.items():
@@ -101,7 +112,7 @@ def test_resume_from_suspended_without_previous_is_pending() -> None:
 
 
 def test_terminal_statuses() -> None:
-    assert frozenset({S.DONE, S.FAILED, S.CANCELED}) == TERMINAL_STATUSES
+    assert frozenset({S.DONE, S.FAILED, S.CANCELED, S.SKIPPED}) == TERMINAL_STATUSES
     for terminal in TERMINAL_STATUSES:
         # A terminal status only accepts the event that repeats how it ended.
         allowed = {e for (s, e) in TRANSITIONS if s == terminal}

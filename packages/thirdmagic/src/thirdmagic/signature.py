@@ -200,6 +200,13 @@ class Signature(_MageflowModel):
     error_callbacks: list[str] = Field(default_factory=list)
     task_status: TaskStatus = Field(default_factory=TaskStatus)
     task_identifiers: dict[str, Any] = Field(default_factory=dict)
+    missing_callbacks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Callback keys that were no longer stored when this signature settled "
+            "(deleted before it ran): they did not run. Written by the store."
+        ),
+    )
 
     _bound: bool = PrivateAttr(default=False)
     # Signature objects given for callbacks (and chain/swarm tasks): a signature

@@ -4,17 +4,18 @@ The table below is the single source of truth for the lifecycle: the Redis
 store compiles it into its Lua scripts, and the state machine in
 ``mageflow`` dispatches one handler per entry.
 
-================  ========  ========  ========  =========  ==========  ===========  ========
-status \\ event    start     succeed   fail      suspend    interrupt   resume       cancel
-================  ========  ========  ========  =========  ==========  ===========  ========
-pending           active    ·         ·         suspended  interrupted  pending      canceled
-active            active    done      failed    suspended  interrupted  active       canceled
-suspended         suspended done      failed    suspended  interrupted  *previous*   canceled
-interrupted       ·         ·         ·         ·          interrupted  pending      canceled
-done              ·         done      ·         ·          ·           ·            ·
-failed            ·         ·         failed    ·          ·           ·            ·
-canceled          ·         ·         ·         ·          ·           ·            canceled
-================  ========  ========  ========  =========  ==========  ===========  ========
+===============  =========  =======  ======  =========  ===========  ==========  ========  =======
+status \\ event  start      succeed  fail    suspend    interrupt    resume      cancel    skip
+===============  =========  =======  ======  =========  ===========  ==========  ========  =======
+pending          active     ·        ·       suspended  interrupted  pending     canceled  skipped
+active           active     done     failed  suspended  interrupted  active      canceled  ·
+suspended        suspended  done     failed  suspended  interrupted  *previous*  canceled  skipped
+interrupted      ·          ·        ·       ·          interrupted  pending     canceled  skipped
+done             ·          done     ·       ·          ·            ·           ·         ·
+failed           ·          ·        failed  ·          ·            ·           ·         ·
+canceled         ·          ·        ·       ·          ·            ·           canceled  ·
+skipped          ·          ·        ·       ·          ·            ·           ·         skipped
+===============  =========  =======  ======  =========  ===========  ==========  ========  =======
 
 ``·`` is an invalid transition: it raises and changes nothing. A transition to
 the same status is an idempotent no-op, which is what makes every event safe
@@ -30,6 +31,10 @@ to repeat. Notes on the non-obvious cells:
   was suspended (``pending`` or ``active``).
 * ``interrupted --resume--> pending``: the interrupted run is dispatched again
   with the message it was started with.
+* ``skip`` is applied by the store only, in the step that settles a parent: the
+  callbacks of the branch the parent did not take (its error callbacks when it
+  succeeded, its success callbacks when it failed) become ``skipped`` unless
+  another unsettled parent still has them, so nothing waits for them for ever.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class SignatureStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELED = "canceled"
+    SKIPPED = "skipped"
 
 
 class LifecycleEvent(StrEnum):
@@ -72,6 +78,7 @@ class LifecycleEvent(StrEnum):
     INTERRUPT = "interrupt"
     RESUME = "resume"
     CANCEL = "cancel"
+    SKIP = "skip"
 
 
 class PauseActionTypes(StrEnum):
@@ -136,9 +143,16 @@ TRANSITIONS: Final[Mapping[tuple[SignatureStatus, LifecycleEvent], TransitionTar
     (_S.DONE, _E.SUCCEED): _S.DONE,
     (_S.FAILED, _E.FAIL): _S.FAILED,
     (_S.CANCELED, _E.CANCEL): _S.CANCELED,
+    # a callback of the branch its parent did not take will never fire
+    (_S.PENDING, _E.SKIP): _S.SKIPPED,
+    (_S.SUSPENDED, _E.SKIP): _S.SKIPPED,
+    (_S.INTERRUPTED, _E.SKIP): _S.SKIPPED,
+    (_S.SKIPPED, _E.SKIP): _S.SKIPPED,
 }
 
-TERMINAL_STATUSES: Final[frozenset[SignatureStatus]] = frozenset({_S.DONE, _S.FAILED, _S.CANCELED})
+TERMINAL_STATUSES: Final[frozenset[SignatureStatus]] = frozenset(
+    {_S.DONE, _S.FAILED, _S.CANCELED, _S.SKIPPED}
+)
 
 
 def next_status(

@@ -21,8 +21,14 @@ for i = KEYS_REST, #KEYS do
 end
 redis.call('HSET', sig_key, unpack(ARGV, ARGV_REST))
 redis.call('PEXPIRE', sig_key, active_ttl)
+local counted = {}
 for i = KEYS_REST, #KEYS do
-  if i <= last_member then redis.call('HSET', KEYS[i], F.parent, own_key, F.parent_index, i - KEYS_REST) end
+  if i <= last_member then redis.call('HSET', KEYS[i], F.parent, own_key, F.parent_index, i - KEYS_REST)
+  elseif not counted[KEYS[i]] then
+    -- one more unsettled parent holds this callback (FINISH skips it at 0)
+    counted[KEYS[i]] = true
+    redis.call('HINCRBY', KEYS[i], F.refs, 1)
+  end
   redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
 end
 return {R.ok}
