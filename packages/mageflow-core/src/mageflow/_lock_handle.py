@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import Callable, Generator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -68,6 +69,8 @@ class HeldLock:
         self._lost: LockLostError | None = None
         self._released = False
         self._tokens: dict[str, str] = {}
+        self._every = 0.0
+        self._confirmed = 0.0
 
     @property
     def lost(self) -> LockLostError | None:
@@ -77,8 +80,9 @@ class HeldLock:
     def _start_renewing(self, runtime: MageflowRuntime, tokens: dict[str, str]) -> None:
         self._runtime = runtime
         self._tokens = tokens
-        every = max(runtime.config.lock_ttl.total_seconds() / 3, 0.01)
-        self._renewer = asyncio.create_task(self._renew_every(every))
+        self._every = max(runtime.config.lock_ttl.total_seconds() / 3, 0.01)
+        self._confirmed = time.monotonic()
+        self._renewer = asyncio.create_task(self._renew_every(self._every))
 
     async def _renew_all(self) -> bool:
         for key, token in self._tokens.items():
@@ -97,6 +101,7 @@ class HeldLock:
                     reason,
                 )
                 return False
+        self._confirmed = time.monotonic()
         return True
 
     async def _renew_every(self, every: float) -> None:
@@ -113,8 +118,9 @@ class HeldLock:
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
-            if self._lost is None:
-                # a lapse since the last renewal must not pass unnoticed either
+            if self._lost is None and time.monotonic() - self._confirmed >= self._every:
+                # a renewal was due: a lapse since the last one must not pass
+                # unnoticed (a short hold skips this, keeping lock_task at 2 trips)
                 await self._renew_all()
         await self._stack.aclose()
         if self._lost is not None:
