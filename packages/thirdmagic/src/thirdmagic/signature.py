@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -400,6 +400,24 @@ class TaskSignature(Signature):
 
     kind: Literal["task"] = "task"
 
+    if TYPE_CHECKING:
+        # What the constructor accepts (the validators turn signature objects
+        # into keys and a model class into its import path); the fields hold
+        # the stored form.
+        def __init__(
+            self,
+            *,
+            task_name: str,
+            key: str = ...,
+            kwargs: Mapping[str, Any] | BaseModel = ...,
+            creation_time: datetime = ...,
+            model_validators: type[BaseModel] | str | None = ...,
+            success_callbacks: Sequence[Signature | str] = ...,
+            error_callbacks: Sequence[Signature | str] = ...,
+            task_status: TaskStatus = ...,
+            task_identifiers: Mapping[str, Any] = ...,
+        ) -> None: ...
+
 
 class ChainSignature(Signature):
     """Tasks that run one after another, each receiving the previous one's result.
@@ -411,6 +429,23 @@ class ChainSignature(Signature):
     kind: Literal["chain"] = "chain"
     task_name: str = "mageflow.chain"
     tasks: list[str] = Field(default_factory=list)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            tasks: Sequence[Signature | str] = ...,
+            task_name: str = ...,
+            key: str = ...,
+            kwargs: Mapping[str, Any] | BaseModel = ...,
+            creation_time: datetime = ...,
+            model_validators: type[BaseModel] | str | None = ...,
+            success_callbacks: Sequence[Signature | str] = ...,
+            error_callbacks: Sequence[Signature | str] = ...,
+            task_status: TaskStatus = ...,
+            task_identifiers: Mapping[str, Any] = ...,
+        ) -> None: ...
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -449,6 +484,25 @@ class SwarmSignature(Signature):
             "not here."
         ),
     )
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            tasks: Sequence[Signature | str] = ...,
+            config: SwarmConfig = ...,
+            is_swarm_closed: bool = ...,
+            task_name: str = ...,
+            key: str = ...,
+            kwargs: Mapping[str, Any] | BaseModel = ...,
+            creation_time: datetime = ...,
+            model_validators: type[BaseModel] | str | None = ...,
+            success_callbacks: Sequence[Signature | str] = ...,
+            error_callbacks: Sequence[Signature | str] = ...,
+            task_status: TaskStatus = ...,
+            task_identifiers: Mapping[str, Any] = ...,
+        ) -> None: ...
 
     @field_validator("tasks", mode="before")
     @classmethod

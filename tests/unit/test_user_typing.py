@@ -1,0 +1,25 @@
+"""User code written from the docs passes ``mypy --strict`` without casts (issue 11.1, 11.6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.unit
+def test_docs_style_user_code_type_checks() -> None:
+    files = ["tests/unit/_typed_user_code.py", "docs/examples/handover_service.py"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
