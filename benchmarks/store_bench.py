@@ -32,8 +32,8 @@ from mageflow import (  # noqa: E402
     RunRequest,
     TaskSignature,
 )
+from mageflow.engine import CancelRequest, DescribeRequest, TaskDescription, TaskManager  # noqa: E402
 from mageflow.inmemory import InMemoryTaskManager  # noqa: E402
-from mageflow.manager import CancelRequest, DescribeRequest, TaskDescription  # noqa: E402
 
 from benchmarks._common import (  # noqa: E402
     Figures,
@@ -48,7 +48,7 @@ TARGET_RT = {"asign (2 callbacks)": 1.0, "asign (plain)": 1.0, "suspend": 1.0, "
 TARGET_MEMORY = 1024
 
 
-class StubManager:
+class StubManager(TaskManager):
     """A TaskManager whose dispatch only records the request (no run, no I/O)."""
 
     def __init__(self) -> None:
@@ -186,9 +186,14 @@ async def _run(
     async def worker_run(i: int) -> None:
         req = sent[i]
         outcome = await runtime.execute_run(
-            RunRequest(req.signature_key, req.dispatch_id, f"run-{i}", req.input),
-            _body,
-            _final,
+            RunRequest(
+                signature_key=req.signature_key,
+                dispatch_id=req.dispatch_id,
+                run_id=f"run-{i}",
+                payload=req.input,
+                body=_body,
+                is_final_failure=_final,
+            )
         )
         if not outcome.ran:
             raise RuntimeError(f"run {i} did not execute: {outcome.reason}")

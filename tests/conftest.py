@@ -12,6 +12,9 @@ from tests._redis import redis_server
 
 _ROOT = Path(__file__).parent
 
+# MageFlow's own test helpers, dogfooded (tests/integration/test_testing_helpers.py).
+pytest_plugins = ["mageflow.testing.plugin"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:

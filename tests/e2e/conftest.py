@@ -48,9 +48,6 @@ def app(app_session: App) -> App:
     # Other test layers configure their own runtime; signature methods must
     # reach this one.
     app_session.mf.runtime.install()
-    import mageflow._api as api
-
-    api._default = app_session.mf.runtime
     return app_session
 
 
@@ -118,7 +115,4 @@ def container_app_session(
 def capp(container_app_session: ContainerApp) -> ContainerApp:
     # Other tests install their own runtime; signature methods must reach this one.
     container_app_session.mf.runtime.install()
-    import mageflow._api as api
-
-    api._default = container_app_session.mf.runtime
     return container_app_session

@@ -114,7 +114,7 @@ async def test_error_callback_once_after_final_retry(app: App, tag: str) -> None
     assert recs[0]["input"] == {"order_id": 3, "amount": 1.0, "tag": tag, "reason": "card declined"}
     await wait_status(on_error.key, SignatureStatus.DONE)
     assert await status_of(sig.key) == SignatureStatus.FAILED
-    assert await status_of(ok.key) == SignatureStatus.PENDING
+    assert await status_of(ok.key) == SignatureStatus.SKIPPED  # the branch not taken
     assert len(await app.records("e2e-on-error", tag)) == 1
 
 
@@ -141,7 +141,7 @@ async def test_retry_then_success_fires_only_success(app: App, tag: str) -> None
     assert recs[0]["value"] == {"attempts": 3}
     assert len(await app.records("e2e-flaky", tag)) == 3
     await wait_status(ok.key, SignatureStatus.DONE)
-    assert await status_of(err.key) == SignatureStatus.PENDING
+    assert await status_of(err.key) == SignatureStatus.SKIPPED  # the branch not taken
 
 
 async def test_suspend_before_run_then_resume_runs_once(app: App, tag: str) -> None:
@@ -317,9 +317,6 @@ async def test_redis_unreachable_is_a_clear_error(app: App, hatchet_engine: Any)
             await broken.asign("e2e-charge")
     finally:
         app.mf.runtime.install()
-        import mageflow._api as api
-
-        api._default = app.mf.runtime
 
 
 async def test_durable_task_drives_signature_and_callbacks(app: App, tag: str) -> None:
@@ -356,7 +353,7 @@ async def test_retry_parked_by_suspension_does_not_consume_retries(app: App, tag
     assert receipt[0]["value"] == {"attempt": 2}
     runs = {r["run"] for r in await app.records("e2e-slow-flaky", tag)}
     assert len(runs) == 2  # the parked run ended; resume started a new one
-    assert await status_of(err.key) == SignatureStatus.PENDING
+    assert await status_of(err.key) == SignatureStatus.SKIPPED  # the branch not taken
 
 
 async def test_worker_recovers_a_dispatch_lost_before_the_engine(app: App, tag: str) -> None:

@@ -47,3 +47,9 @@ async def runtime(
 @pytest.fixture
 def raw(redis_client: aioredis.Redis, runtime: MageflowRuntime) -> Raw:
     return Raw(redis_client, runtime)
+
+
+@pytest.fixture
+def mageflow_redis_url(redis_url: str) -> str:
+    """The mageflow.testing.plugin fixtures use the test session's Redis."""
+    return redis_url

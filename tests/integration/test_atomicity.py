@@ -18,8 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 from mageflow import EngineError, MageflowConfig, MageflowRuntime, StoreError
 from mageflow._store.redis_store import RedisStore
+from mageflow.engine import DispatchRequest, DispatchResult
 from mageflow.inmemory import InMemoryTaskManager
-from mageflow.manager import DispatchRequest, DispatchResult
 from thirdmagic import LifecycleEvent
 
 from tests.integration._helpers import Raw, eventually

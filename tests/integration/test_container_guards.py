@@ -94,7 +94,7 @@ async def test_a_chain_whose_next_step_vanished_fails(
 async def test_an_interrupted_chain_does_not_finish_until_resumed(
     runtime: MageflowRuntime, manager: InMemoryTaskManager
 ) -> None:
-    from mageflow import ReturnValue
+    from mageflow import ReturnValue, _lifecycle
     from thirdmagic.status import LifecycleEvent
 
     class Prev(BaseModel):
@@ -111,7 +111,9 @@ async def test_an_interrupted_chain_does_not_finish_until_resumed(
     async def last(msg: dict[str, Any]) -> int:
         # the chain is interrupted while its last step is finishing (only the
         # container so far: apply() reaches the members a moment later)
-        await runtime._apply_one(holder["chain"], LifecycleEvent.INTERRUPT)
+        await _lifecycle._apply_one(
+            runtime.store, runtime, holder["chain"], LifecycleEvent.INTERRUPT
+        )
         return int(msg["mageflow_results"]) + 1
 
     @manager.task("finished")

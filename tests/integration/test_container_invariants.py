@@ -23,7 +23,7 @@ import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import mageflow
@@ -39,7 +39,7 @@ from mageflow import (
     SwarmConfig,
     TaskDescription,
 )
-from mageflow.manager import CancelRequest
+from mageflow.engine import CancelRequest, TaskManager
 from pydantic import BaseModel
 
 from tests.integration._helpers import Raw, swarm_counters
@@ -55,6 +55,10 @@ _MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+async def _unset_body(arg: Any, sig: Any) -> Any:
+    raise AssertionError("each delivery gets its body with dataclasses.replace")
+
+
 class Boom(Exception):
     """A final failure of a task body."""
 
@@ -63,7 +67,7 @@ class Transient(Exception):
     """A failure the engine retries (same run id)."""
 
 
-class StubEngine:
+class StubEngine(TaskManager):
     """Records dispatches; fails one dispatch on demand."""
 
     def __init__(self) -> None:
@@ -144,9 +148,18 @@ class Driver:
             self.inflight.append(self._delivery(req.signature_key, req.dispatch_id, req.input))
 
     def _delivery(self, key: str, did: str, payload: dict[str, Any]) -> Delivery:
-        run = RunRequest(key, did, f"run-{next(self.runs)}", payload, None, "")
+        run = RunRequest(
+            signature_key=key,
+            dispatch_id=did,
+            run_id=f"run-{next(self.runs)}",
+            payload=payload,
+            body=_unset_body,
+        )
         transient = 1 if self.rng.random() < self.p_transient else 0
         return Delivery(run, transient)
+
+    def request_for(self, d: Delivery) -> RunRequest:
+        return replace(d.request, body=self.body_for(d), is_final_failure=_final)
 
     def body_for(self, d: Delivery) -> Callable[[Any, Any], Awaitable[Any]]:
         async def body(arg: Any, sig: Any) -> Any:
@@ -183,7 +196,7 @@ class Driver:
         if crash:
             self.stub.fail_when = lambda _req: True
         try:
-            await self.rt.execute_run(d.request, self.body_for(d), _final)
+            await self.rt.execute_run(self.request_for(d))
         except Transient:
             return  # stays in flight: the engine retries the same run
         except EngineError:
@@ -200,7 +213,7 @@ class Driver:
         """The engine delivers a finished run again (same run id)."""
         d = self.rng.choice(self.completed)
         before = dict(self.finals)
-        outcome = await self.rt.execute_run(d.request, self.body_for(d), _final)
+        outcome = await self.rt.execute_run(self.request_for(d))
         assert not outcome.ran
         assert dict(self.finals) == before
         self.absorb()
@@ -626,13 +639,13 @@ async def test_redelivered_completion_dispatches_duplicates_that_skip_themselves
     await drv.deliver(first)
     (second,) = drv.inflight
 
-    outcome = await runtime.execute_run(first.request, drv.body_for(first), _final)
+    outcome = await runtime.execute_run(drv.request_for(first))
     assert (outcome.ran, outcome.reason) == (False, "drained")
     drv.absorb()
     dup = drv.inflight[-1]
     assert dup.request.dispatch_id == second.request.dispatch_id
     await drv.deliver(second)
-    outcome = await runtime.execute_run(dup.request, drv.body_for(dup), _final)
+    outcome = await runtime.execute_run(drv.request_for(dup))
     assert (outcome.ran, outcome.reason) == (False, "finished")
     drv.inflight.remove(dup)
     drv.absorb()
@@ -660,7 +673,7 @@ async def test_lost_member_dispatch_is_redone_by_the_redelivery(
 
     manager.fail_when = lambda req: req.signature_key == tracked.members[1]
     with pytest.raises(EngineError, match="engine connection lost"):
-        await runtime.execute_run(first.request, drv.body_for(first), _final)
+        await runtime.execute_run(drv.request_for(first))
     drv.absorb()
     assert drv.inflight == [first] and manager.failures == 1
     assert await swarm_counters(runtime.store, sw.key) == {
@@ -671,7 +684,7 @@ async def test_lost_member_dispatch_is_redone_by_the_redelivery(
     }
     await drv.check()
 
-    outcome = await runtime.execute_run(first.request, drv.body_for(first), _final)
+    outcome = await runtime.execute_run(drv.request_for(first))
     assert (outcome.ran, outcome.reason) == (False, "drained")
     drv.inflight.remove(first)
     drv.absorb()
@@ -696,11 +709,11 @@ async def test_lost_callback_dispatch_is_redone_once(
 
     manager.fail_when = lambda req: req.signature_key == ok2.key
     with pytest.raises(EngineError):
-        await runtime.execute_run(b.request, drv.body_for(b), _final)
+        await runtime.execute_run(drv.request_for(b))
     drv.absorb()
     # the first callback went out before the failure; the redelivery sends both again
     assert [d.request.signature_key for d in drv.inflight] == [b.request.signature_key, ok.key]
-    await runtime.execute_run(b.request, drv.body_for(b), _final)
+    await runtime.execute_run(drv.request_for(b))
     drv.inflight.remove(b)
     drv.absorb()
     await drv.drain()
@@ -727,8 +740,8 @@ async def test_lost_start_of_a_nested_swarm_is_redone(
 
     manager.fail_when = lambda req: req.signature_key == members[1]
     with pytest.raises(EngineError):
-        await runtime.execute_run(first.request, drv.body_for(first), _final)
-    await runtime.execute_run(first.request, drv.body_for(first), _final)
+        await runtime.execute_run(drv.request_for(first))
+    await runtime.execute_run(drv.request_for(first))
     drv.inflight.remove(first)
     drv.absorb()
     assert members[1] in {d.request.signature_key for d in drv.inflight}

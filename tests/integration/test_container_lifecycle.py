@@ -406,7 +406,7 @@ async def test_a_redelivered_dispatch_while_suspended_does_not_run_a_member_twic
 
     await sw.suspend()
     # the first member's completion is redelivered: its outbox (member 2) is drained again
-    outcome = await runtime.execute_run(_request(first), _no_body, lambda e: True)
+    outcome = await runtime.execute_run(_request(first))
     assert outcome.reason == "drained"
     await asyncio.sleep(0.05)
     await sw.resume()
@@ -503,10 +503,11 @@ async def _no_body(arg: Any, sig: Any) -> Any:
 
 def _request(record: RunRecord) -> RunRequest:
     return RunRequest(
-        record.signature_key,
-        record.dispatch_id,
-        record.run_id,
-        record.input,
-        None,
-        record.task_name,
+        signature_key=record.signature_key,
+        dispatch_id=record.dispatch_id,
+        run_id=record.run_id,
+        payload=record.input,
+        body=_no_body,
+        is_final_failure=lambda e: True,
+        task_name=record.task_name,
     )

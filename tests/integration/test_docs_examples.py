@@ -33,12 +33,11 @@ MAX_UNQUOTED_LINES = 3  # "a line or two"; anything longer must be a real, teste
 @pytest.fixture
 def restore_runtime() -> Iterator[None]:
     """The examples configure the default runtime; give the next test back its own."""
-    import mageflow._api as api
-    from thirdmagic import backend
+    from thirdmagic.backend import current_backend, set_backend
 
-    saved = (api._default, backend._backend)
+    saved = current_backend()
     yield
-    api._default, backend._backend = saved
+    set_backend(saved)
 
 
 @pytest.mark.parametrize("name", IN_MEMORY_EXAMPLES)

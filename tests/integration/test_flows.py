@@ -449,14 +449,15 @@ async def _redeliver(
         return None
 
     request = RunRequest(
-        record.signature_key,
-        record.dispatch_id,
-        record.run_id,
-        record.input,
-        None,
-        record.task_name,
+        signature_key=record.signature_key,
+        dispatch_id=record.dispatch_id,
+        run_id=record.run_id,
+        payload=record.input,
+        body=body,
+        is_final_failure=lambda exc: True,
+        task_name=record.task_name,
     )
-    return await runtime.execute_run(request, body, lambda exc: True)
+    return await runtime.execute_run(request)
 
 
 async def test_redelivery_of_a_finished_run_runs_nothing_and_callbacks_skip(
@@ -522,10 +523,18 @@ async def test_duplicate_delivery_of_a_dispatch_runs_the_body_once(
         await asyncio.sleep(0)
         return 1
 
-    requests = [RunRequest(sig.key, "d-1", f"run-{i}", {"a": 1}) for i in range(20)]
-    outcomes = await asyncio.gather(
-        *(runtime.execute_run(r, body, lambda e: True) for r in requests)
-    )
+    requests = [
+        RunRequest(
+            signature_key=sig.key,
+            dispatch_id="d-1",
+            run_id=f"run-{i}",
+            payload={"a": 1},
+            body=body,
+            is_final_failure=lambda e: True,
+        )
+        for i in range(20)
+    ]
+    outcomes = await asyncio.gather(*(runtime.execute_run(r) for r in requests))
     assert sum(o.ran for o in outcomes) == 1
     assert len(rec.of("body")) == 1
     assert await raw.status(sig.key) == "done"

@@ -240,9 +240,8 @@ async def test_a_handle_never_awaited_or_entered_says_no_lock_was_taken(
 
 
 async def test_unknown_keyword_is_refused_at_call_time() -> None:
-    with pytest.raises(mageflow.MageflowValidationError, match="timeout") as info:
-        mageflow.lock_task("task-anything", timeout=3)
-    assert info.value.field == "timeout"
+    with pytest.raises(TypeError, match="timeout"):
+        mageflow.lock_task("task-anything", timeout=3)  # type: ignore[call-arg]
     with pytest.raises(mageflow.MageflowValidationError, match="wait"):
         mageflow.lock_task("task-anything", wait="soon")
 

@@ -153,11 +153,20 @@ async def test_begin_and_finish_race_with_redeliveries(
 
     # Distinct deliveries of one dispatch, then redeliveries of the winner, all at once.
     requests = [
-        RunRequest(sig.key, "d-1", f"run-{i % 10}", {"order_id": 3}, OrderMsg, "work")
+        RunRequest(
+            signature_key=sig.key,
+            dispatch_id="d-1",
+            run_id=f"run-{i % 10}",
+            payload={"order_id": 3},
+            body=body,
+            is_final_failure=lambda e: True,
+            model=OrderMsg,
+            task_name="work",
+        )
         for i in range(N)
     ]
     outcomes = await asyncio.gather(
-        *(runtime.execute_run(r, body, lambda e: True) for r in requests),
+        *(runtime.execute_run(r) for r in requests),
         return_exceptions=True,
     )
     assert all(not isinstance(o, BaseException) for o in outcomes)

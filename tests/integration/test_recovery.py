@@ -12,8 +12,8 @@ from typing import Any
 import mageflow
 import pytest
 from mageflow import EngineError, MageflowRuntime, SignatureStatus, SwarmConfig
+from mageflow.engine import DispatchRequest, DispatchResult
 from mageflow.inmemory import InMemoryTaskManager
-from mageflow.manager import DispatchRequest, DispatchResult
 from pydantic import BaseModel
 
 from tests.integration.models import DefaultFieldCallback as ResultOnly
@@ -155,7 +155,7 @@ async def test_recovering_a_dispatch_that_did_arrive_runs_nothing_twice(
     # a recoverer that sees the claim before the run arrived re-sends it
     entries = await runtime.store.due_dispatches(0, 10)
     assert [e.key for e in entries] == [sig.key]
-    await runtime._dispatch_outbox(entries)
+    await runtime.dispatch_outbox(entries)
     await engine.wait_idle()
     assert seen["work"] == [9]
     skipped = [r for r in engine.runs.values() if r.status.startswith("skipped")]

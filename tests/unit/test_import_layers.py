@@ -51,10 +51,32 @@ def test_mageflow_public_api_loads_without_an_adapter_import() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _imported_roots(path: Path) -> set[str]:
+def _is_type_checking_block(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those inside ``if TYPE_CHECKING:`` (never executed)."""
+    out: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if _is_type_checking_block(node):
+            assert isinstance(node, ast.If)
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _imported_roots(path: Path, *, runtime_only: bool = False) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     roots: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree) if runtime_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -94,12 +116,32 @@ def test_thirdmagic_sources_import_no_io_or_engine() -> None:
 
 
 def test_core_sources_never_import_an_engine_sdk() -> None:
+    # ``if TYPE_CHECKING:`` blocks never run; type checkers may see the adapter.
     offenders = {
         str(p.relative_to(ROOT)): sorted(bad)
         for p in _sources(CORE_SRC)
-        if (bad := _imported_roots(p) & {"hatchet_sdk", "mageflow_hatchet"})
+        if (bad := _imported_roots(p, runtime_only=True) & {"hatchet_sdk", "mageflow_hatchet"})
     }
     assert not offenders
+
+
+def test_core_names_the_adapter_only_for_the_typed_mageflow_client() -> None:
+    typed_only = {
+        str(p.relative_to(ROOT))
+        for p in _sources(CORE_SRC)
+        if _imported_roots(p) & {"hatchet_sdk", "mageflow_hatchet"}
+    }
+    assert typed_only == {"packages/mageflow-core/src/mageflow/__init__.py"}
+
+
+def test_scanner_skips_type_checking_blocks_only_when_asked(tmp_path: Path) -> None:
+    sample = tmp_path / "s.py"
+    sample.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import hatchet_sdk\n"
+        "else:\n    import redis\n"
+    )
+    assert "hatchet_sdk" in _imported_roots(sample)
+    assert _imported_roots(sample, runtime_only=True) == {"typing", "redis"}
 
 
 def test_scanner_finds_imports(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ the client for an engine, comes from an installed adapter package
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thirdmagic import (
     AcceptParams,
@@ -40,8 +40,8 @@ from mageflow._api import (
     achain,
     asign,
     aswarm,
-    chain,
     configure,
+    create_runtime,
     get_runtime,
     load_signature,
     lock_task,
@@ -49,30 +49,38 @@ from mageflow._api import (
     recover,
     remove,
     resume,
-    resume_task,
-    sign,
     submit,
-    swarm,
 )
-from mageflow._runtime import MageflowRuntime, RunOutcome, RunRequest
+
+# The ``import X as X`` names are importable for compatibility but kept out of
+# ``__all__`` (docs/api/client.md, "Aliases"): legacy spellings of the
+# functions above, and the adapter contract, whose home is ``mageflow.engine``.
+from mageflow._api import chain as chain
+from mageflow._api import resume_task as resume_task
+from mageflow._api import sign as sign
+from mageflow._api import swarm as swarm
+from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
-from mageflow.manager import (
-    CancelRequest,
-    DescribeRequest,
-    DispatchRequest,
-    DispatchResult,
-    TaskDescription,
-    TaskManager,
-)
+from mageflow.engine import CancelRequest as CancelRequest
+from mageflow.engine import DescribeRequest as DescribeRequest
+from mageflow.engine import DispatchRequest as DispatchRequest
+from mageflow.engine import DispatchResult as DispatchResult
+from mageflow.engine import NonRetryable
+from mageflow.engine import RunOutcome as RunOutcome
+from mageflow.engine import RunRequest as RunRequest
+from mageflow.engine import TaskDescription as TaskDescription
+from mageflow.engine import TaskManager as TaskManager
+
+if TYPE_CHECKING:
+    # Type checkers see the Hatchet client's real type; at run time it is
+    # looked up through the adapter entry point (``__getattr__`` below), so
+    # core never imports an engine SDK.
+    from mageflow_hatchet import Mageflow as Mageflow
 
 __all__ = [
     "AcceptParams",
-    "CancelRequest",
     "ChainSignature",
     "ConfigurationError",
-    "DescribeRequest",
-    "DispatchRequest",
-    "DispatchResult",
     "EngineError",
     "FlowSpec",
     "InvalidTransitionError",
@@ -81,11 +89,10 @@ __all__ = [
     "MageflowError",
     "MageflowRuntime",
     "MageflowValidationError",
+    "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
     "ReturnValue",
-    "RunOutcome",
-    "RunRequest",
     "Signature",
     "SignatureLockedError",
     "SignatureNotFoundError",
@@ -95,15 +102,13 @@ __all__ = [
     "SwarmConfig",
     "SwarmFullError",
     "SwarmSignature",
-    "TaskDescription",
-    "TaskManager",
     "TaskSignature",
     "TaskStatus",
     "achain",
     "asign",
     "aswarm",
-    "chain",
     "configure",
+    "create_runtime",
     "get_runtime",
     "load_signature",
     "lock_task",
@@ -111,10 +116,7 @@ __all__ = [
     "recover",
     "remove",
     "resume",
-    "resume_task",
-    "sign",
     "submit",
-    "swarm",
 ]
 
 _ADAPTER_GROUP = "mageflow.adapters"

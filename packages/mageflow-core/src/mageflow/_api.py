@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from thirdmagic.backend import current_backend
 from thirdmagic.errors import ConfigurationError
 from thirdmagic.signature import (
     ChainSignature,
@@ -29,6 +30,7 @@ __all__ = [
     "aswarm",
     "chain",
     "configure",
+    "create_runtime",
     "get_runtime",
     "load_signature",
     "lock_task",
@@ -41,8 +43,6 @@ __all__ = [
     "submit",
     "swarm",
 ]
-
-_default: MageflowRuntime | None = None
 
 
 def redis_client(redis: aioredis.Redis | str | None) -> aioredis.Redis:
@@ -68,22 +68,43 @@ def redis_client(redis: aioredis.Redis | str | None) -> aioredis.Redis:
     return from_pool(pool) if from_pool else aioredis.Redis(connection_pool=pool)
 
 
+def create_runtime(
+    redis: aioredis.Redis | str | None = None,
+    manager: TaskManager | None = None,
+    config: MageflowConfig | None = None,
+) -> MageflowRuntime:
+    """Build a runtime without making it the default: use it with ``runtime.activate()``."""
+    return MageflowRuntime(RedisStore(redis_client(redis), config), manager)
+
+
 def configure(
     redis: aioredis.Redis | str | None = None,
     manager: TaskManager | None = None,
     config: MageflowConfig | None = None,
 ) -> MageflowRuntime:
-    """Set up the default runtime used by the module-level functions."""
-    global _default
-    runtime = MageflowRuntime(RedisStore(redis_client(redis), config), manager)
-    _default = runtime.install()
-    return runtime
+    """Build a runtime and make it the process default (``runtime.install()``).
+
+    The module-level functions and signature methods use the active runtime:
+    the one a ``with runtime.activate():`` block chose in this context, else
+    the process default. Creating a ``Mageflow`` client calls this too.
+    """
+    return create_runtime(redis, manager, config).install()
 
 
 def get_runtime() -> MageflowRuntime:
-    if _default is None:
-        return configure()
-    return _default
+    """The active runtime; ``ConfigurationError`` when none was configured."""
+    backend = current_backend()
+    if backend is None:
+        raise ConfigurationError(
+            "no MageFlow runtime is configured: create a Mageflow client "
+            "(mageflow_hatchet.Mageflow(hatchet, redis_client=...)) or call "
+            "mageflow.configure(redis, manager=...) first"
+        )
+    if not isinstance(backend, MageflowRuntime):
+        raise ConfigurationError(
+            f"the active signature backend is a {type(backend).__name__}, not a MageflowRuntime"
+        )
+    return backend
 
 
 async def asign(task: Any, **options: Any) -> TaskSignature:
@@ -171,16 +192,18 @@ async def remove(key: str, with_error: bool = True, with_success: bool = True) -
     await get_runtime().remove(key, with_error=with_error, with_success=with_success)
 
 
-def lock_task(key: str, **kwargs: Any) -> LockHandle:
+def lock_task(key: str, *, wait: timedelta | float | None = None) -> LockHandle:
     """Hold ``key`` locked: ``async with lock_task(key) as sig`` or ``held = await lock_task(key)``.
 
     While held, no other caller can change the signature's status or delete
     it: they wait up to ``lock_wait`` and then get ``SignatureLockedError``.
     The lock is renewed in the background while held; it expires after
-    ``lock_ttl`` only when its holder is gone. ``wait=`` (seconds) bounds how
-    long acquiring may wait; any other keyword raises at once.
+    ``lock_ttl`` only when its holder is gone. ``wait=`` (seconds or a
+    timedelta) bounds how long acquiring may wait. Any other keyword is
+    refused when ``lock_task`` is called (``TypeError`` naming it), not when
+    the block starts.
     """
-    return LockHandle(key, get_runtime, check_lock_options(kwargs))
+    return LockHandle(key, get_runtime, check_lock_options({"wait": wait}))
 
 
 async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:

@@ -32,7 +32,8 @@ from thirdmagic.errors import (
 )
 from thirdmagic.signature import Signature
 
-from mageflow._runtime import MageflowRuntime, _held_locks
+from mageflow._locks import held as _held
+from mageflow._runtime import MageflowRuntime
 
 __all__ = ["HeldLock", "LockHandle", "check_lock_options"]
 
@@ -156,7 +157,7 @@ class LockHandle:
     async def _acquire(self) -> HeldLock:
         self._used = True
         runtime = self._runtime()
-        before = dict(_held_locks.get({}))
+        before = dict(_held())
         stack = AsyncExitStack()
         lock_cm: AbstractAsyncContextManager[Signature | None] = runtime.lock(
             self.key, wait=self._wait
@@ -167,7 +168,7 @@ class LockHandle:
             raise SignatureNotFoundError(self.key)
         held = HeldLock(self.key, sig, stack)
         # only the locks this call took: an outer holder renews its own
-        mine = {k: t for k, t in _held_locks.get({}).items() if before.get(k) != t}
+        mine = {k: t for k, t in _held().items() if before.get(k) != t}
         if mine:
             held._start_renewing(runtime, mine)
         return held

@@ -18,14 +18,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from thirdmagic.errors import ConfigurationError, NotFoundError
+from thirdmagic.errors import ConfigurationError, EngineError
 
-from mageflow.manager import (
+from mageflow.engine import (
     CancelRequest,
     DescribeRequest,
     DispatchRequest,
     DispatchResult,
+    NonRetryable,
+    RunOutcome,
+    RunRequest,
     TaskDescription,
+    TaskManager,
 )
 
 if TYPE_CHECKING:
@@ -33,15 +37,15 @@ if TYPE_CHECKING:
 
     from mageflow._runtime import MageflowRuntime
 
-__all__ = ["InMemoryTask", "InMemoryTaskManager", "NonRetryableError", "RunRecord"]
+__all__ = ["InMemoryTask", "InMemoryTaskManager", "RunRecord"]
 
 log = logging.getLogger("mageflow.inmemory")
 
 TaskFn = Callable[..., Awaitable[Any]]
 
 
-class NonRetryableError(Exception):
-    """Raise from a task body to end the run without further attempts."""
+NonRetryableError = NonRetryable
+"""Legacy name of :class:`mageflow.engine.NonRetryable`, which works on every engine."""
 
 
 @dataclass
@@ -71,7 +75,7 @@ class RunRecord:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class InMemoryTaskManager:
+class InMemoryTaskManager(TaskManager):
     """TaskManager executing registered async functions in this process."""
 
     def __init__(self) -> None:
@@ -81,7 +85,7 @@ class InMemoryTaskManager:
         self.runs: dict[str, RunRecord] = {}
         self.body_calls: Counter[str] = Counter()
 
-    def attach(self, runtime: MageflowRuntime) -> None:
+    def bind(self, runtime: MageflowRuntime) -> None:
         self._runtime = runtime
 
     # -- registration ---------------------------------------------------------
@@ -132,7 +136,7 @@ class InMemoryTaskManager:
     async def dispatch(self, request: DispatchRequest) -> DispatchResult:
         task = self._tasks.get(request.task_name)
         if task is None:
-            raise NotFoundError(f"task {request.task_name!r} is not registered in memory")
+            raise EngineError(f"task {request.task_name!r} is not registered in memory")
         run_id = f"run-{uuid.uuid4().hex[:12]}"
         record = RunRecord(
             run_id,
@@ -155,28 +159,15 @@ class InMemoryTaskManager:
 
     def _runtime_or_fail(self) -> MageflowRuntime:
         if self._runtime is None:
-            raise ConfigurationError("InMemoryTaskManager is not attached to a runtime")
+            raise ConfigurationError("InMemoryTaskManager is not bound to a runtime")
         return self._runtime
 
     async def _execute(self, task: InMemoryTask, record: RunRecord) -> None:
-        from mageflow._runtime import RunRequest
-
         runtime = self._runtime_or_fail()
         attempts = task.retries + 1
-        request = RunRequest(
-            record.signature_key,
-            record.dispatch_id,
-            record.run_id,
-            record.input,
-            task.input_validator,
-            task.name,
-        )
 
         async def body(arg: Any, sig: Signature) -> Any:
-            self.body_calls[task.name] += 1
-            if task.wants_signature:
-                return await task.fn(arg, signature=sig)
-            return await task.fn(arg)
+            return await self._call_body(task, arg, sig)
 
         try:
             for attempt in range(1, attempts + 1):
@@ -185,11 +176,21 @@ class InMemoryTaskManager:
 
                 def final(exc: BaseException, attempt: int = attempt) -> bool:
                     return attempt >= attempts or isinstance(
-                        exc, (NonRetryableError, *task.non_retryable)
+                        exc, (NonRetryable, *task.non_retryable)
                     )
 
+                request = RunRequest(
+                    signature_key=record.signature_key,
+                    dispatch_id=record.dispatch_id,
+                    run_id=record.run_id,
+                    payload=record.input,
+                    body=body,
+                    is_final_failure=final,
+                    model=task.input_validator,
+                    task_name=task.name,
+                )
                 try:
-                    outcome = await runtime.execute_run(request, body, final)
+                    outcome = await self._deliver(runtime, request)
                 except asyncio.CancelledError:
                     record.status = "cancelled"
                     return
@@ -204,6 +205,17 @@ class InMemoryTaskManager:
                 return
         finally:
             self._running.pop(record.run_id, None)
+
+    async def _call_body(self, task: InMemoryTask, arg: Any, sig: Signature) -> Any:
+        # one call of a task body; mageflow.testing.faults overrides it
+        self.body_calls[task.name] += 1
+        if task.wants_signature:
+            return await task.fn(arg, signature=sig)
+        return await task.fn(arg)
+
+    async def _deliver(self, runtime: MageflowRuntime, request: RunRequest) -> RunOutcome:
+        # one delivered attempt; mageflow.testing.faults overrides it
+        return await runtime.execute_run(request)
 
     async def run_direct(self, task: InMemoryTask | str, input_data: Any) -> Any:
         """Call a task body directly, outside any signature (like a plain engine run)."""

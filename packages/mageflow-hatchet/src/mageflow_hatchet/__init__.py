@@ -1,6 +1,6 @@
 """MageFlow for Hatchet: the ``Mageflow`` client and ``HatchetTaskManager``."""
 
-from mageflow_hatchet._wrap import ExecutionTimeoutError
+from mageflow_hatchet._errors import ExecutionTimeoutError
 from mageflow_hatchet.client import HatchetMageflow, Mageflow
 from mageflow_hatchet.manager import HatchetTaskManager
 

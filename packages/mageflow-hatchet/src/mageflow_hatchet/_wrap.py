@@ -17,24 +17,22 @@ from typing import TYPE_CHECKING, Any
 from hatchet_sdk import Context
 from hatchet_sdk.exceptions import NonRetryableException
 from hatchet_sdk.utils.timedelta_to_expression import expr_to_timedelta
-from mageflow.manager import DISPATCH_ID_META, SIGNATURE_KEY_META, TASK_META
+from mageflow.engine import DISPATCH_ID_META, SIGNATURE_KEY_META, TASK_META, RunRequest
 from pydantic import BaseModel
 from thirdmagic.errors import ConfigurationError
 from thirdmagic.params import AcceptParams
 
+from mageflow_hatchet._errors import ExecutionTimeoutError, to_hatchet_signal
+
 if TYPE_CHECKING:
-    from mageflow._runtime import MageflowRuntime
+    from mageflow import MageflowRuntime
     from thirdmagic.signature import Signature
 
-__all__ = ["ExecutionTimeoutError", "TaskFlags", "flags_of", "make_wrapper", "share_flags"]
+__all__ = ["TaskFlags", "flags_of", "make_wrapper", "share_flags"]
 
 log = logging.getLogger("mageflow.hatchet")
 
 _FLAGS_ATTR = "__mageflow_flags__"
-
-
-class ExecutionTimeoutError(NonRetryableException):
-    """The task body ran past its execution timeout; no retry follows."""
 
 
 @dataclass
@@ -122,6 +120,15 @@ def make_wrapper(
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def mageflow_task(input: Any, ctx: Context) -> Any:
+        try:
+            return await run_task(input, ctx)
+        except Exception as exc:
+            mapped = to_hatchet_signal(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def run_task(input: Any, ctx: Context) -> Any:
         # Hatchet's clock for this attempt started about now; everything below,
         # the stagger included, spends from the same budget.
         started = time.monotonic()
@@ -168,8 +175,6 @@ def make_wrapper(
         def final(exc: BaseException) -> bool:
             return isinstance(exc, NonRetryableException) or ctx.attempt_number >= ctx.max_attempts
 
-        from mageflow._runtime import RunRequest
-
         payload = (
             input.model_dump(mode="json", by_alias=True)
             if isinstance(input, BaseModel)
@@ -177,15 +182,15 @@ def make_wrapper(
         )
         outcome = await runtime().execute_run(
             RunRequest(
-                key,
-                str(meta.get(DISPATCH_ID_META) or ""),
-                ctx.workflow_run_id,
-                payload,
-                model,
-                task_name(),
-            ),
-            body,
-            final,
+                signature_key=key,
+                dispatch_id=str(meta.get(DISPATCH_ID_META) or ""),
+                run_id=ctx.workflow_run_id,
+                payload=payload,
+                body=body,
+                is_final_failure=final,
+                model=model,
+                task_name=task_name(),
+            )
         )
         return _output(outcome.result) if outcome.ran else None
 

@@ -4,35 +4,71 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 import mageflow
 import redis.asyncio as aioredis
-from hatchet_sdk import Hatchet
-from mageflow._runtime import MageflowRuntime
-from mageflow.config import MageflowConfig
-from mageflow.manager import DescribeRequest
+from hatchet_sdk import EmptyModel, Hatchet, Worker
+from hatchet_sdk.runnables.types import ValidTaskReturnType
+from hatchet_sdk.runnables.workflow import BaseWorkflow, Standalone
+from mageflow import MageflowConfig, MageflowRuntime
+from mageflow.engine import DescribeRequest
 from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
-from thirdmagic.signature import ChainSignature, SwarmConfig, SwarmSignature, TaskSignature
+from thirdmagic.signature import (
+    ChainSignature,
+    Signature,
+    SwarmConfig,
+    SwarmSignature,
+    TaskSignature,
+)
 
 from mageflow_hatchet._wrap import flags_of, make_wrapper, share_flags
 from mageflow_hatchet.manager import HatchetTaskManager
 
-__all__ = ["HatchetMageflow", "Mageflow"]
+__all__ = ["HatchetMageflow", "Mageflow", "TaskDecorator"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_R = TypeVar("_R", bound=ValidTaskReturnType)
+_In = TypeVar("_In", bound=BaseModel)
 
 log = logging.getLogger("mageflow.hatchet")
 
 
-class HatchetMageflow:
-    """Acts exactly like the wrapped ``Hatchet`` client, plus MageFlow's features.
+class TaskDecorator(Protocol[_In]):
+    """What ``mf.task(...)`` returns: turns a function into Hatchet's ``Standalone`` task.
 
-    Anything not defined here is delegated to the Hatchet client.
+    The function receives what ``param_config`` says (the message, the context,
+    or both), so its parameters are not constrained here; its return type
+    becomes the task's output type. A return value Hatchet cannot take as
+    output (an int, a list…) is wrapped as ``{"mageflow_results": value}``.
+    """
+
+    @overload
+    def __call__(self, fn: Callable[..., Coroutine[Any, Any, _R]]) -> Standalone[_In, _R]: ...
+
+    @overload
+    def __call__(
+        self, fn: Callable[..., Coroutine[Any, Any, Any]]
+    ) -> Standalone[_In, dict[str, Any]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[..., _R]) -> Standalone[_In, _R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[..., Any]) -> Standalone[_In, dict[str, Any]]: ...
+
+
+class HatchetMageflow(Hatchet):
+    """A ``Hatchet`` client (a real subclass) with MageFlow's features.
+
+    It shares the wrapped client's connection and configuration, so it can be
+    passed wherever hatchet-sdk or your code expects a ``Hatchet``; ``task``,
+    ``durable_task`` and ``worker`` keep Hatchet's behaviour and add the
+    signature lifecycle.
     """
 
     def __init__(
@@ -42,19 +78,17 @@ class HatchetMageflow:
         param_config: AcceptParams = AcceptParams.NO_CTX,
         config: MageflowConfig | None = None,
     ) -> None:
+        # No Hatchet.__init__: that would open a second connection. The
+        # wrapped client's state is all a Hatchet is, so share it.
+        vars(self).update(vars(hatchet_client))
         self.hatchet = hatchet_client
         self.param_config = AcceptParams(param_config)
         self.task_manager = HatchetTaskManager(hatchet_client)
         self.runtime: MageflowRuntime = mageflow.configure(redis_client, self.task_manager, config)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.hatchet, name)
-
     # -- task registration ---------------------------------------------------
 
-    def _register(
-        self, decorator: Callable[..., Any], options: dict[str, Any]
-    ) -> Callable[[Callable[..., Any]], Any]:
+    def _register(self, decorator: Callable[..., Any], options: dict[str, Any]) -> Any:
         model = options.get("input_validator")
         if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
             model = None
@@ -68,7 +102,7 @@ class HatchetMageflow:
                 model=model,
                 param_config=self.param_config,
                 execution_timeout=options.get("execution_timeout"),
-                namespace=self.hatchet._client.config.namespace or "",
+                namespace=self.hatchet.namespace or "",
             )
             task = decorator(**options)(wrapper)
             if self.task_manager.describe(DescribeRequest(task=task.name)) is not None:
@@ -84,14 +118,32 @@ class HatchetMageflow:
 
         return wrap
 
-    def task(self, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    @overload  # type: ignore[override]
+    def task(
+        self, *, input_validator: None = None, **options: Any
+    ) -> TaskDecorator[EmptyModel]: ...
+
+    @overload
+    def task(self, *, input_validator: type[_In], **options: Any) -> TaskDecorator[_In]: ...
+
+    def task(self, **options: Any) -> Any:
         """Like ``Hatchet.task``; a run started from a signature drives its lifecycle.
 
-        A direct Hatchet run of the same task behaves as if MageFlow were not there.
+        Takes Hatchet's keyword options and returns Hatchet's ``Standalone``
+        task. A direct Hatchet run of the same task behaves as if MageFlow
+        were not there.
         """
         return self._register(self.hatchet.task, options)
 
-    def durable_task(self, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    @overload  # type: ignore[override]
+    def durable_task(
+        self, *, input_validator: None = None, **options: Any
+    ) -> TaskDecorator[EmptyModel]: ...
+
+    @overload
+    def durable_task(self, *, input_validator: type[_In], **options: Any) -> TaskDecorator[_In]: ...
+
+    def durable_task(self, **options: Any) -> Any:
         """Like ``Hatchet.durable_task``, with the same MageFlow behaviour as :meth:`task`."""
         return self._register(self.hatchet.durable_task, options)
 
@@ -99,12 +151,16 @@ class HatchetMageflow:
 
     def worker(
         self,
-        *args: Any,
-        lifespan: Callable[[], AsyncGenerator[Any, None]] | None = None,
+        name: str,
+        slots: int | None = None,
+        durable_slots: int | None = None,
+        labels: dict[str, str | int] | None = None,
+        workflows: Sequence[BaseWorkflow[Any]] | None = None,
+        lifespan: Callable[[], AsyncGenerator[Any, Any]] | None = None,
+        *,
         recover_every: timedelta | None = timedelta(seconds=30),
         recover_after: timedelta = timedelta(minutes=5),
-        **kwargs: Any,
-    ) -> Any:
+    ) -> Worker:
         """Like ``Hatchet.worker``; the worker also re-sends lost dispatches.
 
         Every ``recover_every`` it calls ``runtime.recover(recover_after)``:
@@ -134,8 +190,14 @@ class HatchetMageflow:
                 if loop_task is not None:
                     loop_task.cancel()
 
-        kwargs["lifespan"] = mageflow_lifespan
-        return self.hatchet.worker(*args, **kwargs)
+        return self.hatchet.worker(
+            name,
+            slots=slots,
+            durable_slots=durable_slots,
+            labels=labels,
+            workflows=list(workflows) if workflows is not None else None,
+            lifespan=mageflow_lifespan,
+        )
 
     # -- per-task options --------------------------------------------------------
 
@@ -196,11 +258,11 @@ class HatchetMageflow:
 
     swarm = aswarm
 
-    async def submit(self, spec: Any) -> Any:
+    async def submit(self, spec: Any) -> Signature:
         """Store a flow built with thirdmagic alone (see ``mageflow.submit``)."""
         return await self.runtime.submit(spec)
 
-    async def load_signature(self, key: str) -> Any:
+    async def load_signature(self, key: str) -> Signature | None:
         return await self.runtime.load(key)
 
 

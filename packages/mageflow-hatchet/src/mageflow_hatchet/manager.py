@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from hatchet_sdk import Hatchet
 from hatchet_sdk.types.trigger import TriggerWorkflowOptions, WorkflowRunTriggerConfig
-from mageflow.manager import (
+from mageflow.engine import (
     CancelRequest,
     DescribeRequest,
     DispatchRequest,
     DispatchResult,
     TaskDescription,
+    TaskManager,
 )
 from pydantic import BaseModel
 from thirdmagic.errors import EngineError
 
+from mageflow_hatchet._errors import engine_error, map_hatchet_exceptions
+
 __all__ = ["HatchetTaskManager"]
 
-_T = TypeVar("_T")
+log = logging.getLogger("mageflow.hatchet")
 
 # Dispatches leave through a thread pool of our own with no contextvars in
 # it. Hatchet turns a run triggered from inside a task into a child of that
@@ -36,7 +39,7 @@ _DISPATCH_THREADS = 16
 _MAX_IN_FLIGHT = 4
 
 
-class HatchetTaskManager:
+class HatchetTaskManager(TaskManager):
     """Runs signatures as Hatchet runs.
 
     The signature key and dispatch id travel in the run's additional metadata
@@ -79,14 +82,6 @@ class HatchetTaskManager:
             )
             return TaskDescription(name=task_name, input_model=model)
         return None
-
-    async def _engine(self, what: str, call: Awaitable[_T]) -> _T:
-        try:
-            return await call
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise EngineError(f"hatchet {what} failed: {type(exc).__name__}: {exc}") from exc
 
     def _trigger(self, request: DispatchRequest) -> WorkflowRunTriggerConfig:
         options = dict(request.options)
@@ -144,6 +139,7 @@ class HatchetTaskManager:
             except Exception:
                 # One bad trigger (an unknown task, say) fails a bulk call as a
                 # whole; send each on its own so only that caller sees the error.
+                log.info("bulk dispatch of %d runs failed; sending each alone", len(batch))
                 refs = None
             if refs is not None and len(refs) == len(batch):
                 for (_, fut), ref in zip(batch, refs, strict=True):
@@ -155,17 +151,11 @@ class HatchetTaskManager:
                 run_id = await loop.run_in_executor(self._pool, one, trigger)
             except Exception as exc:
                 if not fut.done():
-                    error = EngineError(
-                        f"hatchet dispatch of {trigger.workflow_name!r} failed: "
-                        f"{type(exc).__name__}: {exc}"
-                    )
-                    error.__cause__ = exc
-                    fut.set_exception(error)
+                    fut.set_exception(engine_error(f"dispatch of {trigger.workflow_name!r}", exc))
             else:
                 if not fut.done():
                     fut.set_result(run_id)
 
     async def cancel(self, request: CancelRequest) -> None:
-        await self._engine(
-            f"cancel of run {request.run_id!r}", self.hatchet.runs.aio_cancel(request.run_id)
-        )
+        with map_hatchet_exceptions(f"cancel of run {request.run_id!r}"):
+            await self.hatchet.runs.aio_cancel(request.run_id)

@@ -4,11 +4,19 @@
 ``suspend``, ``kwargs.aupdate`` ...) delegate to the backend installed here;
 ``mageflow`` installs one when it is configured. A service that only builds
 signatures as data never needs one.
+
+There is one place that says which backend is active: a context variable,
+falling back to a process-wide default. ``set_backend`` sets the default
+(``mageflow.configure`` and a new ``Mageflow`` client do); ``use_backend``
+overrides it for the current context only (an asyncio task and what it
+starts), so several runtimes can live in one process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from thirdmagic.errors import ConfigurationError
@@ -19,7 +27,7 @@ if TYPE_CHECKING:
     from thirdmagic.signature import Signature
     from thirdmagic.status import LifecycleEvent, TaskStatus
 
-__all__ = ["SignatureBackend", "get_backend", "set_backend"]
+__all__ = ["SignatureBackend", "current_backend", "get_backend", "set_backend", "use_backend"]
 
 
 class SignatureBackend(Protocol):
@@ -44,18 +52,36 @@ class SignatureBackend(Protocol):
     async def swarm_close(self, key: str) -> None: ...
 
 
-_backend: SignatureBackend | None = None
+_process_default: SignatureBackend | None = None
+_active: ContextVar[SignatureBackend | None] = ContextVar("thirdmagic_backend", default=None)
 
 
 def set_backend(backend: SignatureBackend | None) -> None:
-    global _backend
-    _backend = backend
+    """Make ``backend`` the process-wide default (``None`` clears it)."""
+    global _process_default
+    _process_default = backend
+
+
+def current_backend() -> SignatureBackend | None:
+    """The backend active here: this context's override, else the process default."""
+    return _active.get() or _process_default
+
+
+@contextmanager
+def use_backend(backend: SignatureBackend) -> Iterator[SignatureBackend]:
+    """Make ``backend`` the active one inside the block, in this context only."""
+    token = _active.set(backend)
+    try:
+        yield backend
+    finally:
+        _active.reset(token)
 
 
 def get_backend() -> SignatureBackend:
-    if _backend is None:
+    backend = current_backend()
+    if backend is None:
         raise ConfigurationError(
             "no signature backend is configured: install mageflow-core and call "
             "mageflow.configure(...) (or create a Mageflow client) before running signatures"
         )
-    return _backend
+    return backend

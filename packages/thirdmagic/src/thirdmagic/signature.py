@@ -176,6 +176,18 @@ class SignatureKwargs(dict[str, Any]):
         self.update(plain)
 
 
+if TYPE_CHECKING:
+
+    class _KwargsField:
+        """How type checkers see ``Signature.kwargs``: set from any mapping, read as
+        :class:`SignatureKwargs` (which is what the validator stores), so
+        ``sig.kwargs.aupdate(...)`` type-checks. Never exists at run time."""
+
+        def __get__(self, obj: object, owner: object) -> SignatureKwargs: ...
+
+        def __set__(self, obj: object, value: Mapping[str, Any]) -> None: ...
+
+
 class Signature(_MageflowModel):
     """Fields and lifecycle methods shared by tasks, chains and swarms."""
 
@@ -187,7 +199,10 @@ class Signature(_MageflowModel):
         description="Unique key of the signature in the store.",
     )
     task_name: str
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    if TYPE_CHECKING:
+        kwargs: _KwargsField = _KwargsField()
+    else:
+        kwargs: dict[str, Any] = Field(default_factory=dict)
     creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     # Stored as an import path (JSON only, never a pickled class); the
     # ``model_validators`` property gives the class back.
