@@ -377,3 +377,25 @@ async def test_child_run_started_inside_a_signature_task_runs(app: App, tag: str
     await wait_status(sig.key, SignatureStatus.DONE)
     done = await mageflow.load_signature(sig.key)
     assert done is not None
+
+
+async def test_a_flow_built_with_thirdmagic_alone_is_submitted_and_runs(app: App, tag: str) -> None:
+    """Issue 11.6 on the real engine: JSON from a thirdmagic-only service, stored and run here."""
+    from thirdmagic import FlowSpec
+    from thirdmagic import TaskSignature as PlainSignature
+
+    receipt = PlainSignature(task_name="e2e-receipt", kwargs={"tag": tag})
+    failed = PlainSignature(task_name="e2e-on-error")
+    charge = PlainSignature(
+        task_name="e2e-charge",
+        model_validators=Order,
+        success_callbacks=[receipt],
+        error_callbacks=[failed],
+    )
+    body = FlowSpec.of(charge).to_json()  # what the other service sends
+    root = await mageflow.submit(body)
+    await root.aio_run_no_wait(Order(order_id=9, amount=2.0, tag=tag))
+    recs = await wait_records(app, "e2e-receipt", tag)
+    assert recs[0]["value"] == {"order_id": 9, "total": 4.0}
+    await wait_status(root.key, SignatureStatus.DONE)
+    await wait_status(failed.key, SignatureStatus.SKIPPED)  # issue 11.8 on the engine
