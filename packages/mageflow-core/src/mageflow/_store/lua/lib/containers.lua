@@ -74,9 +74,10 @@ local function skip_cbs(full, field, claimed)
     if kind_of(cf) then
       local left = 0
       if counted then left = redis.call('HINCRBY', cf, F.refs, -1) end
-      local s = redis.call('HGET', cf, F.status)
+      -- another unsettled parent still holds it: nothing to read or write
+      local s = left <= 0 and redis.call('HGET', cf, F.status) or S.active
       local skipped_to = step(s, EV.skip)
-      if left <= 0 and skipped_to and skipped_to ~= s and redis.call('HEXISTS', cf, F.dispatch) == 0 then
+      if skipped_to and skipped_to ~= s and redis.call('HEXISTS', cf, F.dispatch) == 0 then
         redis.call('HSET', cf, F.status, skipped_to, F.last_status, s)
         redis.call('PEXPIRE', cf, done_ttl)
         for _, f in ipairs({F.callbacks_ok, F.callbacks_err}) do
