@@ -277,3 +277,28 @@ async def test_a_failed_renewal_is_loud(raw: Raw, caplog: pytest.LogCaptureFixtu
             await raw.client.delete(raw.rt.store.keys.lock(sig.key))
             await asyncio.sleep(LOCK_TTL)  # at least one renewal
             assert "was lost while held" in caplog.text
+
+
+async def test_a_renewal_store_error_is_loud_and_fatal_only_past_lock_ttl(
+    raw: Raw, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = raw.rt.store
+    real = store.renew_lock
+    failing = {"on": True}
+
+    async def flaky(key: str, token: str) -> bool:
+        if failing["on"]:
+            raise mageflow.StoreError("redis is unreachable (test)", key=key)
+        return await real(key, token)
+
+    monkeypatch.setattr(store, "renew_lock", flaky)
+    sig = await mageflow.asign("t")
+    async with mageflow.lock_task(sig.key):
+        await asyncio.sleep(LOCK_TTL / 2)  # one failed renewal, within lock_ttl
+        assert "renewing the lock" in caplog.text
+        failing["on"] = False
+        await asyncio.sleep(LOCK_TTL / 2)  # the next one succeeds: not lost
+    failing["on"] = True
+    with pytest.raises(mageflow.LockLostError, match="longer than lock_ttl"):
+        async with mageflow.lock_task(sig.key):
+            await asyncio.sleep(LOCK_TTL * 1.6)

@@ -71,6 +71,7 @@ class HeldLock:
         self._released = False
         self._tokens: dict[str, str] = {}
         self._every = 0.0
+        self._ttl = 0.0
         self._confirmed = 0.0
 
     @property
@@ -81,29 +82,37 @@ class HeldLock:
     def _start_renewing(self, runtime: MageflowRuntime, tokens: dict[str, str]) -> None:
         self._runtime = runtime
         self._tokens = tokens
-        self._every = max(runtime.config.lock_ttl.total_seconds() / 3, 0.01)
+        self._ttl = runtime.config.lock_ttl.total_seconds()
+        self._every = max(self._ttl / 3, 0.01)
         self._confirmed = time.monotonic()
         self._renewer = asyncio.create_task(self._renew_every(self._every))
 
     async def _renew_all(self) -> bool:
+        """Renew every lock this holder took; False once one is lost for good."""
         for key, token in self._tokens.items():
             try:
                 kept = await self._runtime.store.renew_lock(key, token)
-                reason = "" if kept else "it expired or was taken by another holder"
             except StoreError as exc:
-                reason = f"renewing it failed: {exc}"
-            if reason:
-                self._lost = LockLostError(key, reason)
-                log.error(
-                    "lock_task(%r): the lock on %r was lost while held (%s); other "
-                    "callers may change the signature from now on",
-                    self.key,
-                    key,
-                    reason,
-                )
-                return False
+                # loud at once; lost only once the lock may have expired meanwhile
+                log.error("lock_task(%r): renewing the lock on %r failed: %s", self.key, key, exc)
+                if time.monotonic() - self._confirmed < self._ttl:
+                    return True
+                return self._mark_lost(key, f"renewing it failed for longer than lock_ttl: {exc}")
+            if not kept:
+                return self._mark_lost(key, "it expired or was taken by another holder")
         self._confirmed = time.monotonic()
         return True
+
+    def _mark_lost(self, key: str, reason: str) -> bool:
+        self._lost = LockLostError(key, reason)
+        log.error(
+            "lock_task(%r): the lock on %r was lost while held (%s); other callers may "
+            "change the signature from now on",
+            self.key,
+            key,
+            reason,
+        )
+        return False
 
     async def _renew_every(self, every: float) -> None:
         while True:
@@ -116,14 +125,16 @@ class HeldLock:
         if self._released:
             return
         self._released = True
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
-            if self._lost is None and time.monotonic() - self._confirmed >= self._every:
-                # a renewal was due: a lapse since the last one must not pass
-                # unnoticed (a short hold skips this, keeping lock_task at 2 trips)
-                await self._renew_all()
-        await self._stack.aclose()
+        try:
+            if self._renewer is not None:
+                self._renewer.cancel()
+                await asyncio.gather(self._renewer, return_exceptions=True)
+                if self._lost is None and time.monotonic() - self._confirmed >= self._every:
+                    # a renewal was due: a lapse since the last one must not pass
+                    # unnoticed (a short hold skips this, keeping lock_task at 2 trips)
+                    await self._renew_all()
+        finally:
+            await self._stack.aclose()
         if self._lost is not None:
             raise self._lost
 
