@@ -1,4 +1,9 @@
-"""User code written from the docs passes ``mypy --strict`` without casts (issue 11.1, 11.6)."""
+"""User code written from the docs passes ``mypy --strict`` without casts (issue 11.1, 11.6).
+
+``_typed_user_code.py`` keeps the older guide's ``Annotated[T, ReturnValue()]``,
+which mypy accepts and pyright does not (docs/callbacks.md); its pyright-clean
+twin is ``tests/typing/older_names_and_handover.py``.
+"""
 
 from __future__ import annotations
 
