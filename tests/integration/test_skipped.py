@@ -131,3 +131,33 @@ async def test_a_deleted_success_callback_leaves_a_trace(
     assert loaded.missing_callbacks == [gone.key]  # recorded on the parent
     assert gone.key in caplog.text and "no longer stored" in caplog.text
     assert seen.count("cb") == 1  # the other callback still ran
+
+
+async def test_retrying_the_failed_parent_unskips_its_success_callbacks(
+    manager: InMemoryTaskManager,
+) -> None:
+    calls = {"n": 0}
+    seen: list[str] = []
+
+    @manager.task("flaky-once")
+    async def flaky(msg: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("first time")
+        return "fine"
+
+    @manager.task("cb")
+    async def cb(msg: Any) -> None:
+        seen.append("cb")
+
+    nested = await mageflow.asign("cb")
+    ok = await mageflow.asign("cb", success_callbacks=[nested])
+    sig = await mageflow.asign("flaky-once", success_callbacks=[ok])
+    await sig.aio_run_no_wait({})
+    await manager.wait_idle()
+    assert await _status(ok.key) is S.SKIPPED and await _status(nested.key) is S.SKIPPED
+    await mageflow.retry(sig.key)
+    await manager.wait_idle()
+    assert await _status(sig.key) is S.DONE
+    assert await _status(ok.key) is S.DONE and await _status(nested.key) is S.DONE
+    assert seen == ["cb", "cb"]

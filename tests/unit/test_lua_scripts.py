@@ -200,7 +200,7 @@ EVENTS_BY_SCRIPT = {
     "dispatch": {"EV.start"},
     "finish": {"succeed and EV.succeed or EV.fail", "outcome_event(result)"},
     "swarm_close": {"outcome_event(result)"},
-    "transition": {"event", "EV.start"},
+    "transition": {"event", "EV.start", "EV.retry"},
 }
 
 

@@ -14,7 +14,10 @@ from thirdmagic import (
     AcceptParams,
     ChainSignature,
     ConfigurationError,
+    ContainerProgress,
     EngineError,
+    ErrorDetails,
+    ErrorInfo,
     FlowSpec,
     InvalidTransitionError,
     LockLostError,
@@ -22,8 +25,11 @@ from thirdmagic import (
     MageflowValidationError,
     NotFoundError,
     PauseActionTypes,
+    ResultTimeoutError,
     ReturnValue,
     Signature,
+    SignatureCanceledError,
+    SignatureFailedError,
     SignatureLockedError,
     SignatureNotFoundError,
     SignatureStatus,
@@ -59,6 +65,15 @@ from mageflow._api import chain as chain
 from mageflow._api import resume_task as resume_task
 from mageflow._api import sign as sign
 from mageflow._api import swarm as swarm
+from mageflow._flows import (
+    cancel,
+    list_signatures,
+    progress,
+    result,
+    retry,
+    stuck_signatures,
+)
+from mageflow._query import StuckSignature
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
 from mageflow.engine import CancelRequest as CancelRequest
@@ -81,7 +96,10 @@ __all__ = [
     "AcceptParams",
     "ChainSignature",
     "ConfigurationError",
+    "ContainerProgress",
     "EngineError",
+    "ErrorDetails",
+    "ErrorInfo",
     "FlowSpec",
     "InvalidTransitionError",
     "LockLostError",
@@ -92,12 +110,16 @@ __all__ = [
     "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
+    "ResultTimeoutError",
     "ReturnValue",
     "Signature",
+    "SignatureCanceledError",
+    "SignatureFailedError",
     "SignatureLockedError",
     "SignatureNotFoundError",
     "SignatureStatus",
     "StoreError",
+    "StuckSignature",
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",
@@ -107,15 +129,21 @@ __all__ = [
     "achain",
     "asign",
     "aswarm",
+    "cancel",
     "configure",
     "create_runtime",
     "get_runtime",
+    "list_signatures",
     "load_signature",
     "lock_task",
     "pause",
+    "progress",
     "recover",
     "remove",
+    "result",
     "resume",
+    "retry",
+    "stuck_signatures",
     "submit",
 ]
 

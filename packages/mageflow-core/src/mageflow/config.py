@@ -27,6 +27,13 @@ class MageflowConfig(BaseModel):
     lock_wait: timedelta = timedelta(seconds=10)
     lock_poll_interval: timedelta = timedelta(milliseconds=20)
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

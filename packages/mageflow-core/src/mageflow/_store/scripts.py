@@ -219,8 +219,8 @@ def _lint_ignores(body: str, libs: set[str]) -> str:
     """luacheck options for the library locals a script may leave unused."""
     names = sorted(libs & {n.strip() for m in _LOCAL.findall(body) for n in m.split(",")})
     return "".join(
-        "-- luacheck: ignore " + " ".join(f"211/{n}" for n in names[i : i + 8]) + "\n"
-        for i in range(0, len(names), 8)
+        "-- luacheck: ignore " + " ".join(f"211/{n}" for n in names[i : i + 6]) + "\n"
+        for i in range(0, len(names), 6)
     )
 
 

@@ -21,8 +21,9 @@ if target == s then
 end
 if r ~= run_id then return {R.stale, s} end
 local out = {}
-fire_cbs(sig_key, succeed, payload, m or '{}', out)
+fire_cbs(sig_key, succeed, payload, m or '{}', out, (not succeed) and payload or nil)
 redis.call('HSET', sig_key, F.status, target, F.last_status, s, succeed and F.result or F.error, payload)
+track(prefix, sig_key, s, target, done_ttl)
 redis.call('HDEL', sig_key, F.parked)
 redis.call('PEXPIRE', sig_key, done_ttl)
 bubble(string.sub(sig_key, #SP + 1), succeed, payload, m or '{}', out)

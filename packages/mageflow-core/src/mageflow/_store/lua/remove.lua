@@ -5,7 +5,7 @@
 -- ARGV: held, with_error, with_success, prefix
 -- held: the caller's lock tokens (JSON object key -> token)
 -- REPLIES: ok
--- @include lib/prelude
+-- @include lib/indexes
 local ok = kind_of(sig_key)
 if ok == nil then return {R.ok, 0} end
 if ok == false then return {R.corrupt} end
@@ -53,5 +53,8 @@ for _, full in ipairs(doomed) do
     end
   end
 end
-for _, full in ipairs(doomed) do redis.call('DEL', full) end
+for _, full in ipairs(doomed) do
+  if string.sub(full, 1, #sp) == sp then unindex(prefix, full) end
+  redis.call('DEL', full)
+end
 return {R.ok, #doomed}

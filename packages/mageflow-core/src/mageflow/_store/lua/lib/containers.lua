@@ -5,7 +5,7 @@
 -- dispatches it claimed (an outbox) as JSON, each an entry() whose value
 -- the signature receives injected as a return value (MODE.inject) or merged
 -- as its message (MODE.merge).
--- @include lib/prelude
+-- @include lib/indexes
 local SP, XP = prefix .. K.sig, prefix .. K.swarm
 local PENDING = prefix .. K.pending
 local seq = 0
@@ -20,7 +20,7 @@ local function read(full)
   end
   return kw, meta
 end
-local function claim(mk, how, v, pkw)
+local function claim(mk, how, v, pkw, er)
   local full = SP .. mk
   if not kind_of(full) then return nil end
   local kw, meta = read(full)
@@ -32,6 +32,7 @@ local function claim(mk, how, v, pkw)
   redis.call('HSET', full, F.dispatch, did)
   redis.call('PEXPIRE', full, active_ttl, 'GT')
   local e = entry(mk, did, meta[F.task], meta[F.model], meta[F.kind], kw, pkw or {}, how, v)
+  if er then e[E.error] = er end
   pend(PENDING, full, cjson.encode(e))
   return e
 end
@@ -42,10 +43,10 @@ local function list_field(full, field)
   if not raw or raw == '[]' or raw == '{}' then return {} end
   return cjson.decode(raw)
 end
-local function claim_cbs(full, field, v, how, out)
+local function claim_cbs(full, field, v, how, out, er)
   local gone = {}
   for _, ck in ipairs(list_field(full, field)) do
-    local e = claim(ck, how, v, {})
+    local e = claim(ck, how, v, {}, er)
     if e then table.insert(out, e)
     elseif kind_of(SP .. ck) == nil then
       -- deleted before its parent ran: it cannot run, but it must not vanish
@@ -79,6 +80,7 @@ local function skip_cbs(full, field, claimed)
       local skipped_to = step(s, EV.skip)
       if skipped_to and skipped_to ~= s and redis.call('HEXISTS', cf, F.dispatch) == 0 then
         redis.call('HSET', cf, F.status, skipped_to, F.last_status, s)
+        track(prefix, cf, s, skipped_to, done_ttl)
         redis.call('PEXPIRE', cf, done_ttl)
         for _, f in ipairs({F.callbacks_ok, F.callbacks_err}) do
           for _, k in ipairs(list_field(cf, f)) do table.insert(todo, {k, true}) end
@@ -96,10 +98,10 @@ local function skip_cbs(full, field, claimed)
   end
 end
 -- A parent settled: claim the callbacks of the branch it took, skip the others.
-local function fire_cbs(full, succeeded, val, input, out)
+local function fire_cbs(full, succeeded, val, input, out, er)
   local first = #out
   if succeeded then claim_cbs(full, F.callbacks_ok, val, MODE.inject, out)
-  else claim_cbs(full, F.callbacks_err, input or '{}', MODE.merge, out) end
+  else claim_cbs(full, F.callbacks_err, input or '{}', MODE.merge, out, er) end
   local claimed = {}
   for i = first + 1, #out do claimed[out[i][E.key]] = true end
   skip_cbs(full, succeeded and F.callbacks_err or F.callbacks_ok, claimed)
@@ -137,6 +139,12 @@ local function swarm_fill(p, pf, out)
     end
   end
 end
+-- error details of a failed swarm (its members have their own)
+local function swarm_err(pf)
+  local f = redis.call('HMGET', pf, F.failed, F.admitted)
+  return cjson.encode({type = 'SwarmFailed',
+                       message = (f[1] or '0') .. ' of ' .. (f[2] or '0') .. ' members failed'})
+end
 local function swarm_outcome(p, pf)
   local f = redis.call('HMGET', pf, F.swarm_closed, F.running, F.succeeded, F.failed, F.admitted)
   if f[1] ~= 'true' or tonumber(f[2] or '0') > 0 then return nil end
@@ -173,12 +181,20 @@ local function outcome_event(result)
   if result == S.done then return EV.succeed end
   return EV.fail
 end
+-- Returns what is reported upward: the result, or the error details.
 local function settle(pf, ps, result, val, input, out)
-  redis.call('HSET', pf, F.status, step(ps, outcome_event(result)), F.last_status, ps)
-  if result == S.done then redis.call('HSET', pf, F.result, val) end
+  local target = step(ps, outcome_event(result))
+  redis.call('HSET', pf, F.status, target, F.last_status, ps)
+  track(prefix, pf, ps, target, done_ttl)
+  if result == S.done then redis.call('HSET', pf, F.result, val)
+  else
+    val = val or swarm_err(pf)
+    redis.call('HSET', pf, F.error, val)
+  end
   redis.call('PEXPIRE', pf, done_ttl)
   keep_alive(pf, done_ttl, true)
-  fire_cbs(pf, result == S.done, val, input, out)
+  fire_cbs(pf, result == S.done, val, input, out, (result ~= S.done) and val or nil)
+  return val
 end
 -- A member ended: update its container in O(1), start what comes next, and
 -- settle the container (and, in turn, its own container) when it is complete.
@@ -206,12 +222,15 @@ local function bubble(child, succeeded, val, input, out)
           else
             -- the next step is gone or already ran: the chain cannot go on
             result, pin = S.failed, input
+            pval = cjson.encode({type = 'ChainBroken', message = 'step ' .. (idx + 1) .. ' ('
+              .. tasks[idx + 2] .. ') is gone or already ran'})
           end
         else
           result, pval = S.done, val
         end
       else
-        result, pin = S.failed, input
+        -- the chain fails with its step's error details
+        result, pin, pval = S.failed, input, val
       end
     elseif pk == KIND.swarm then
       redis.call('HINCRBY', pf, F.running, -1)
@@ -225,7 +244,7 @@ local function bubble(child, succeeded, val, input, out)
       local cfg = cjson.decode(redis.call('HGET', pf, F.swarm_config))
       local lim = cfg['stop_after_n_failures']
       if (not succeeded) and type(lim) == 'number' and tonumber(redis.call('HGET', pf, F.failed)) >= lim then
-        result, pin = S.failed, input
+        result, pin, pval = S.failed, input, swarm_err(pf)
       else
         swarm_fill(p, pf, out)
         local o, v = swarm_outcome(p, pf)
@@ -251,14 +270,14 @@ local function bubble(child, succeeded, val, input, out)
       keep_alive(pf, active_ttl, false)
       return
     end
-    settle(pf, ps, result, pval, pin, out)
+    pval = settle(pf, ps, result, pval, pin, out)
     child, succeeded, val, input = p, result == S.done, pval, pin
   end
 end
 -- A container reached its outcome outside a member's completion (start of an
 -- empty swarm, close, resume): settle it and report to its own container.
 local function conclude(k, s, result, val, input, out)
-  settle(k, s, result, val, input, out)
+  val = settle(k, s, result, val, input, out)
   bubble(string.sub(k, #SP + 1), result == S.done, val, input, out)
 end
 local function encode(out)
