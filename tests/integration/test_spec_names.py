@@ -124,3 +124,12 @@ async def test_unimportable_stored_model_names_the_field() -> None:
     with pytest.raises(MageflowValidationError) as info:
         _ = loaded.model_validators
     assert info.value.field == "model_validators"
+
+
+async def test_tools_read_a_signature_whose_model_this_process_cannot_import() -> None:
+    """model_validators is the class when importable; tools work from the stored path."""
+    from mageflow import _inspect
+
+    sig = await mageflow.asign("t", model_validators="no_such_module_xyz:Model")
+    described = await _inspect.describe(mageflow.get_runtime(), sig.key)
+    assert described["model_validators"] == "no_such_module_xyz:Model"
