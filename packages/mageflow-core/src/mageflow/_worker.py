@@ -61,7 +61,7 @@ async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutco
     # attempt like an exception from the body: otherwise the signature would
     # stay active forever and no error callback would fire.
     try:
-        model = request.model or runtime.model_for(sig.task_name, sig.model_validators)
+        model = request.model or runtime.model_for(sig.task_name, sig.model_validators_path)
         data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
         arg: Any = data
         if model is not None:

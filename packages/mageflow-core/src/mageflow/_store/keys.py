@@ -109,6 +109,8 @@ class F:
     engine_run: Final = "er"
     run_options: Final = "ro"
     resends: Final = "rn"
+    refs: Final = "rc"
+    missing_callbacks: Final = "mc"
     # containers
     chain_tasks: Final = XFIELD_PREFIX + "tasks"
     chain_index: Final = "ci"
