@@ -140,7 +140,10 @@ def test_header_holds_python_constants() -> None:
     source = SCRIPTS["transition"].source
     assert f'local SCHEMA_VERSION = "{keys.SCHEMA_VERSION}"' in source
     assert '["pending|suspend"] = "suspended"' in source
-    assert "local TERMINAL = {\n  canceled = true, done = true, failed = true,\n}" in source
+    assert (
+        "local TERMINAL = {\n  canceled = true, done = true, failed = true, skipped = true,\n}"
+        in source
+    )
     assert (
         "local sig_key = KEYS[1]\nlocal lock_key = KEYS[2]\nlocal pending_key = KEYS[3]\n" in source
     )
@@ -199,7 +202,7 @@ EVENTS_BY_SCRIPT = {
     "swarm_close": {"outcome_event(result)"},
     # the reconciler: fail (a pending claim starts, then fails), or cancel
     "settle": {"EV.cancel", "EV.fail", "EV.start", "outcome_event(result)"},
-    "transition": {"event", "EV.start"},
+    "transition": {"event", "EV.start", "EV.retry"},
 }
 
 
@@ -251,7 +254,7 @@ def test_step_reads_the_generated_table_only() -> None:
 
 
 def test_transition_refuses_run_events() -> None:
-    assert {e.value for e in scripts.RUN_EVENTS} == {"start", "succeed", "fail"}
+    assert {e.value for e in scripts.RUN_EVENTS} == {"start", "succeed", "fail", "skip"}
     code = _code(SCRIPTS["transition"].body)
     refuse = code.index("if RUN_EVENT[event] then return {R.invalid")
     assert refuse < code.index("step(s, event")

@@ -176,7 +176,7 @@ async def _attempt(runtime: MageflowRuntime, request: RunRequest, persist: _Pers
     # attempt like an exception from the body: otherwise the signature would
     # stay active forever and no error callback would fire.
     try:
-        model = request.model or runtime.model_for(sig.task_name, sig.model_validators)
+        model = request.model or runtime.model_for(sig.task_name, sig.model_validators_path)
         data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
         arg: Any = data
         if model is not None:

@@ -114,6 +114,8 @@ class F:
     resends: Final = "rn"
     failures: Final = "fa"
     failure_attempt: Final = "fl"
+    refs: Final = "rc"
+    missing_callbacks: Final = "mc"
     # containers
     chain_tasks: Final = XFIELD_PREFIX + "tasks"
     chain_index: Final = "ci"

@@ -46,8 +46,14 @@ from mageflow._store import codec, keys
 
 __all__ = ["NAMESPACES", "RUN_EVENTS", "SCRIPTS", "Script", "constants", "expand", "load"]
 
-RUN_EVENTS: Final = (LifecycleEvent.START, LifecycleEvent.SUCCEED, LifecycleEvent.FAIL)
-"""Events of a run: applied by BEGIN and FINISH only, refused by TRANSITION."""
+RUN_EVENTS: Final = (
+    LifecycleEvent.START,
+    LifecycleEvent.SUCCEED,
+    LifecycleEvent.FAIL,
+    LifecycleEvent.SKIP,
+)
+"""Events of a run: applied by BEGIN and FINISH only (SKIP: by the step that
+settles a callback's parent), refused by TRANSITION."""
 
 _LUA: Final = resources.files("mageflow._store").joinpath("lua")
 _INCLUDE: Final = re.compile(r"^-- @include ([\w/]+)\s*$", re.MULTILINE)
