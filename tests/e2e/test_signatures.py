@@ -146,7 +146,8 @@ async def test_timeout_with_retries_left_is_retried(app: App, tag: str) -> None:
     assert [r["attempt"] for r in await app.records("e2e-timeout-once", tag)] == [1, 2]
     await wait_status(ok.key, SignatureStatus.DONE)
     assert len(await app.records("e2e-receipt", tag)) == 1
-    assert await status_of(err.key) == SignatureStatus.PENDING
+    # the error callback never runs: skipped once the parent succeeded
+    assert await status_of(err.key) == SignatureStatus.SKIPPED
 
 
 async def test_retry_then_success_fires_only_success(app: App, tag: str) -> None:
