@@ -73,6 +73,7 @@ EXPORTED = {
         "SwarmClosedError",
         "SwarmConfig",
         "SwarmFullError",
+        "SwarmResults",
         "SwarmSignature",
         "TaskSignature",
         "TaskStatus",
@@ -91,6 +92,7 @@ EXPORTED = {
     ],
     "mageflow.engine": [
         "DISPATCH_ID_META",
+        "REFERENCE_TAG",
         "SIGNATURE_KEY_META",
         "TASK_META",
         "CancelRequest",
@@ -103,6 +105,7 @@ EXPORTED = {
         "RunRequest",
         "TaskDescription",
         "TaskManager",
+        "holds_reference",
     ],
     "mageflow.testing": [
         "FaultyTaskManager",

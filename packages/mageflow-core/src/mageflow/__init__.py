@@ -56,6 +56,7 @@ from mageflow._api import chain as chain
 from mageflow._api import resume_task as resume_task
 from mageflow._api import sign as sign
 from mageflow._api import swarm as swarm
+from mageflow._payloads import SwarmResults
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
 from mageflow.engine import CancelRequest as CancelRequest
@@ -96,6 +97,7 @@ __all__ = [
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",
+    "SwarmResults",
     "SwarmSignature",
     "TaskSignature",
     "TaskStatus",

@@ -41,7 +41,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _lifecycle, _locks, _merge, _worker
+from mageflow import _build, _lifecycle, _locks, _merge, _payloads, _worker
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.engine import (
@@ -196,6 +196,7 @@ class MageflowRuntime:
         if model is not None:
             validated = _merge.validate_input(model, data, key=key, task_name=signature.task_name)
             data = validated.model_dump(mode="json", by_alias=True)
+        data = await _payloads.externalize(self.store, key, data)
         dispatch_id = self.new_dispatch_id()
         code = await self._waiting_for_lock(
             key, lambda: self.store.dispatch(key, data, dispatch_id, _locks.token(key))
@@ -302,6 +303,9 @@ class MageflowRuntime:
     # -- dispatching ------------------------------------------------------------------------
 
     async def _send(self, request: DispatchRequest) -> DispatchResult:
+        small = await _payloads.externalize(self.store, request.signature_key, request.input)
+        if small is not request.input:
+            request = request.model_copy(update={"input": small})
         try:
             return await self._manager().dispatch(request)
         except MageflowError:

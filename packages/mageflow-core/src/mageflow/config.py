@@ -26,6 +26,14 @@ class MageflowConfig(BaseModel):
     lock_ttl: timedelta = timedelta(seconds=60)
     lock_wait: timedelta = timedelta(seconds=10)
     lock_poll_interval: timedelta = timedelta(milliseconds=20)
+    payload_threshold: int = Field(default=512 * 1024, ge=1)
+    """Bytes of JSON above which a run input or result goes by reference: it is
+    stored in Redis (``blob:<key>``) and the engine carries a small reference,
+    resolved on the worker before validation. Well under Hatchet's 4 MB gRPC
+    message limit by default."""
+    results_chunk: int = Field(default=1000, ge=1)
+    """Member results read per round trip when a swarm's result list is built
+    on the worker."""
 
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
     @classmethod

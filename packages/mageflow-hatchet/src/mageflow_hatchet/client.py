@@ -25,6 +25,7 @@ from thirdmagic.signature import (
     TaskSignature,
 )
 
+from mageflow_hatchet._payloads import lenient
 from mageflow_hatchet._wrap import flags_of, make_wrapper
 from mageflow_hatchet.manager import HatchetTaskManager
 
@@ -103,7 +104,10 @@ class HatchetMageflow(Hatchet):
                 execution_timeout=options.get("execution_timeout"),
                 namespace=self.hatchet.namespace or "",
             )
-            task = decorator(**options)(wrapper)
+            hatchet_options = dict(options)
+            if model is not None:
+                hatchet_options["input_validator"] = lenient(model)
+            task = decorator(**hatchet_options)(wrapper)
             registered.append(task)
             self.task_manager.register(task, task.name, model, int(options.get("retries", 0)))
             return task

@@ -31,11 +31,13 @@ from thirdmagic.errors import (
 from thirdmagic.signature import AnySignature, Signature
 
 from mageflow._store.keys import KWARG_PREFIX, SCHEMA_VERSION, XFIELD_PREFIX, F
+from mageflow.engine import REFERENCE_TAG
 
 __all__ = [
     "ERRORS",
     "KIND",
     "MODE",
+    "REF",
     "E",
     "LockedSignal",
     "OutboxEntry",
@@ -72,6 +74,22 @@ class MODE:
     """the value is the run's message"""
     inject: Final = "inject"
     """the value goes into the signature's return-value field"""
+
+
+class REF:
+    """A payload reference: ``{tag: blob|swarm, key: <signature key>, ...}``.
+
+    ``blob``: one JSON value in the signature's ``blob:`` hash, field ``f``.
+    ``swarm``: the ordered result list of swarm ``key``, ``n`` members, read
+    from its results hash in chunks on the worker.
+    """
+
+    tag: Final = REFERENCE_TAG
+    blob: Final = "blob"
+    swarm: Final = "swarm"
+    key: Final = "key"
+    field: Final = "f"
+    count: Final = "n"
 
 
 class KIND:

@@ -367,6 +367,36 @@ class RedisStore:
         )
         return int(reply[1])
 
+    # -- payloads by reference (mageflow._payloads) --------------------------------
+
+    async def put_blob(self, key: str, field: str, encoded: str) -> None:
+        """Store one JSON payload of ``key`` (its TTL restarts at ``active_ttl``)."""
+        blob = self.keys.blob(key)
+
+        async def call() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(blob, field, encoded)
+            pipe.pexpire(blob, self._active_ms)
+            await pipe.execute()
+
+        await self._guard(call, key=key)
+
+    async def get_blob(self, key: str, field: str) -> str | None:
+        raw = await self._guard(lambda: self.client.hget(self.keys.blob(key), field), key=key)
+        return None if raw is None else text(raw)
+
+    async def swarm_results(self, key: str, start: int, stop: int) -> list[str | None]:
+        """Stored results of members ``start <= i < stop`` of swarm ``key`` (None: no result)."""
+        if stop <= start:
+            return []
+        raw = await self._guard(
+            lambda: self.client.hmget(
+                self.keys.swarm_results(key), [str(i) for i in range(start, stop)]
+            ),
+            key=key,
+        )
+        return [None if x is None else text(x) for x in cast(list[Any], raw)]
+
     # -- containers -----------------------------------------------------------
 
     async def advance(

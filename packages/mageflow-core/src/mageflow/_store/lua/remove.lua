@@ -53,5 +53,9 @@ for _, full in ipairs(doomed) do
     end
   end
 end
-for _, full in ipairs(doomed) do redis.call('DEL', full) end
+for _, full in ipairs(doomed) do
+  redis.call('DEL', full)
+  -- payloads stored by reference go with their signature
+  if string.sub(full, 1, #sp) == sp then redis.call('DEL', prefix .. K.blob .. string.sub(full, #sp + 1)) end
+end
 return {R.ok, #doomed}
