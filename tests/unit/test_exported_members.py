@@ -53,6 +53,7 @@ EXPORTED = {
     ],
     "mageflow": [
         "AcceptParams",
+        "BulkValidationError",
         "ChainSignature",
         "ConfigurationError",
         "EngineError",
@@ -79,6 +80,7 @@ EXPORTED = {
         "TaskStatus",
         "achain",
         "asign",
+        "asign_many",
         "aswarm",
         "configure",
         "create_runtime",

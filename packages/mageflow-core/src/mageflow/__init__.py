@@ -33,10 +33,12 @@ from thirdmagic import (
     TaskSignature,
     TaskStatus,
 )
+from thirdmagic.errors import BulkValidationError
 
 from mageflow._api import (
     achain,
     asign,
+    asign_many,
     aswarm,
     configure,
     create_runtime,
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AcceptParams",
+    "BulkValidationError",
     "ChainSignature",
     "ConfigurationError",
     "EngineError",
@@ -103,6 +106,7 @@ __all__ = [
     "TaskStatus",
     "achain",
     "asign",
+    "asign_many",
     "aswarm",
     "configure",
     "create_runtime",

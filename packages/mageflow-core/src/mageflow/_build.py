@@ -21,7 +21,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import SignatureStatus, TaskStatus
 
-from mageflow import _locks, _merge
+from mageflow import _bulk, _locks, _merge
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
@@ -79,6 +79,13 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSignature:
     """Create and store a signature (one round trip)."""
+    sig = task_signature(runtime, task, **options)
+    await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
+    return sig
+
+
+def task_signature(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSignature:
+    """A validated, not yet stored signature of ``task`` (the keywords of ``asign``)."""
     fields, bound = split_options(options)
     task_name, model = resolve_task(runtime, task)
     local = model is not None and "<locals>" in model.__qualname__
@@ -97,7 +104,6 @@ async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSigna
         sig = TaskSignature(task_name=task_name, kwargs=bound, **fields)
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
     return sig
 
 
@@ -129,20 +135,29 @@ async def member_keys(runtime: MageflowRuntime, tasks: Any) -> list[str]:
         if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple))
         else list(tasks)
     )
-    strings = [t for t in items if isinstance(t, str)]
+    strings = list(dict.fromkeys(t for t in items if isinstance(t, str)))
     stored: set[str] = set()
     if strings:
         found = await runtime.store.load_many(strings)
         stored = {k for k, sig in zip(strings, found, strict=True) if sig is not None}
-    keys: list[str] = []
-    for item in items:
+    keys: list[str | None] = []
+    # everything else is signed in bulk, grouped by task: O(N / batch) round trips
+    unsigned: dict[str, tuple[Any, list[int]]] = {}
+    for i, item in enumerate(items):
         if isinstance(item, Signature):
             keys.append(item.key)
         elif isinstance(item, str) and item in stored:
             keys.append(item)
         else:
-            keys.append((await sign(runtime, item)).key)
-    return keys
+            keys.append(None)
+            name, _ = resolve_task(runtime, item)
+            unsigned.setdefault(name, (item, []))[1].append(i)
+    for task, positions in unsigned.values():
+        for i, key in zip(
+            positions, await _bulk.member_keys(runtime, task, len(positions)), strict=True
+        ):
+            keys[i] = key
+    return [k for k in keys if k is not None]
 
 
 async def chain(

@@ -41,7 +41,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _lifecycle, _locks, _merge, _payloads, _worker
+from mageflow import _build, _bulk, _lifecycle, _locks, _merge, _payloads, _worker
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.engine import (
@@ -135,6 +135,12 @@ class MageflowRuntime:
     async def sign(self, task: Any, **options: Any) -> TaskSignature:
         """Create and store a signature (one round trip)."""
         return await _build.sign(self, task, **options)
+
+    async def sign_many(
+        self, task: Any, items: Sequence[Any], **options: Any
+    ) -> list[TaskSignature]:
+        """One stored signature of ``task`` per item of bound kwargs (O(N / batch) round trips)."""
+        return await _bulk.sign_many(self, task, items, **options)
 
     async def chain(
         self,

@@ -372,8 +372,9 @@ def _taken(r: _Refusal) -> Exception:
 
 
 def _exists(r: _Refusal) -> Exception:
+    key = r.culprit() or r.key
     return MageflowValidationError(
-        f"key: a signature is already stored under {r.key!r}", field="key", key=r.key
+        f"key: a signature is already stored under {key!r}", field="key", key=key
     )
 
 
@@ -401,6 +402,7 @@ def _full(r: _Refusal) -> Exception:
 
 _MISSING: Final[Mapping[str, str]] = {
     "create": "signature {key!r} refers to {culprit!r}, which is not stored",
+    "create_many": "the signatures refer to {culprit!r}, which is not stored",
     "add_callbacks": "callback {culprit!r} of signature {key!r} is not stored",
     "swarm_add": "swarm member {culprit!r} is not stored",
 }
