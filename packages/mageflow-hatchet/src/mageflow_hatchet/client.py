@@ -227,6 +227,12 @@ class HatchetMageflow(Hatchet):
 
     sign = asign
 
+    async def asign_many(
+        self, task: Any, items: Sequence[Any], **options: Any
+    ) -> list[TaskSignature]:
+        """One stored signature of ``task`` per item of kwargs (see ``mageflow.asign_many``)."""
+        return await self.runtime.sign_many(task, items, **options)
+
     async def achain(
         self,
         tasks: Any,
