@@ -190,3 +190,19 @@ async def test_nested_swarm_and_chain_results_resolve(
     step, last = seen["got"]
     assert step.value == ["0:" + "x" * 500, "1:" + "x" * 500]
     assert last.value is None  # the chain's callback: the last step returned None
+
+
+async def test_big_swarm_message_is_stored_once_and_reaches_every_member(
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
+) -> None:
+    sw = await mageflow.aswarm(tasks=["echo"] * 3, is_swarm_closed=True, n=4)
+    big = "m" * (THRESHOLD * 2)
+    await sw.aio_run_no_wait(Blob(data=big))
+    await manager.wait_idle()
+    assert [(m.data, m.n) for m in seen["echo"]] == [(big, 4)] * 3
+    assert await redis_client.hkeys(f"{config.key_prefix}blob:{sw.key}") == ["in"]
+    for run in manager.runs.values():
+        assert _small(run.input)

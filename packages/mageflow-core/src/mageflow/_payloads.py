@@ -3,9 +3,9 @@
 A run input or a result whose JSON is longer than
 ``MageflowConfig.payload_threshold`` is stored in the signature's ``blob:``
 hash (``_store/keys.py``) and the engine carries a small reference in its
-place (``{"__mageflow_ref__": "blob", "key": ..., "f": "in"|"out"}``). A
-swarm's result list is never built in one piece: its completion hands its
-callbacks ``{"__mageflow_ref__": "swarm", "key": ..., "n": ...}``.
+place (``{"__mageflow_ref__": {"kind": "blob", "key": ..., "f": "in"|"out"}}``).
+A swarm's result list is never built in one piece: its completion hands its
+callbacks ``{"__mageflow_ref__": {"kind": "swarm", "key": ..., "n": ...}}``.
 
 The worker resolves references after BEGIN and before validation, so task
 bodies and input models never see them. A reference stands either for a
@@ -21,7 +21,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from thirdmagic.errors import StoreError
 from thirdmagic.message import resolve_return_field
 
@@ -51,6 +51,14 @@ class SwarmResults(BaseModel):
     swarm_key: str = Field(alias="key")  # codec.REF.key
     count: int = Field(alias="n")  # codec.REF.count
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        # what the worker hands over is the reference itself
+        if isinstance(data, dict) and isinstance(data.get(REF.tag), dict):
+            return data[REF.tag]
+        return data
+
     async def aiter(self, chunk_size: int | None = None) -> AsyncIterator[Any]:
         """Every member result in order, ``chunk_size`` per round trip."""
         from mageflow._api import get_runtime
@@ -69,10 +77,15 @@ class SwarmResults(BaseModel):
 
 def _ref_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        kind = value.get(REF.tag)
-        if isinstance(kind, str):
-            return kind
+        ref = value.get(REF.tag)
+        if isinstance(ref, dict):
+            kind = ref.get(REF.kind)
+            return kind if isinstance(kind, str) else ""
     return None
+
+
+def _blob_ref(key: str, field: str) -> dict[str, Any]:
+    return {REF.tag: {REF.kind: REF.blob, REF.key: key, REF.field: field}}
 
 
 async def externalize(store: RedisStore, key: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +96,7 @@ async def externalize(store: RedisStore, key: str, data: dict[str, Any]) -> dict
     if len(encoded) <= store.config.payload_threshold:
         return data
     await store.put_blob(key, BLOB.input, encoded)
-    return {REF.tag: REF.blob, REF.key: key, REF.field: BLOB.input}
+    return _blob_ref(key, BLOB.input)
 
 
 async def result_payload(store: RedisStore, key: str, plain: Any) -> tuple[Any, bool]:
@@ -96,13 +109,13 @@ async def result_payload(store: RedisStore, key: str, plain: Any) -> tuple[Any, 
     if len(encoded) <= store.config.payload_threshold:
         return plain, False
     await store.put_blob(key, BLOB.result, encoded)
-    return {REF.tag: REF.blob, REF.key: key, REF.field: BLOB.result}, True
+    return _blob_ref(key, BLOB.result), True
 
 
 async def _load(store: RedisStore, ref: Mapping[str, Any], depth: int) -> Any:
     if depth > _DEPTH:
         raise StoreError("payload references nest too deeply (a reference cycle?)")
-    kind = ref.get(REF.tag)
+    kind = ref.get(REF.kind)
     key = str(ref.get(REF.key, ""))
     if kind == REF.blob:
         field = str(ref.get(REF.field, BLOB.input))
@@ -135,8 +148,8 @@ async def _swarm_chunk(store: RedisStore, key: str, start: int, stop: int, depth
 async def _resolve_value(store: RedisStore, value: Any, depth: int) -> Any:
     if _ref_kind(value) is None:
         return value
-    loaded = await _load(store, value, depth)
-    rest = {k: v for k, v in value.items() if k not in (REF.tag, REF.key, REF.field, REF.count)}
+    loaded = await _load(store, value[REF.tag], depth)
+    rest = {k: v for k, v in value.items() if k != REF.tag}
     if rest and isinstance(loaded, dict):
         return {**loaded, **rest}  # kwargs merged beside a whole-input reference win
     return loaded
@@ -172,7 +185,7 @@ async def resolve_input(
     keep = _streams(model)
     data = dict(data)
     for name, value in fields:
-        if name == keep and value.get(REF.tag) == REF.swarm:
+        if name == keep and _ref_kind(value) == REF.swarm:
             continue
         data[name] = await _resolve_value(store, value, 0)
     return data

@@ -193,9 +193,9 @@ class MageflowRuntime:
         self._manager()
         key = signature.key
         if isinstance(signature, (ChainSignature, SwarmSignature)):
-            await self.start_container(
-                key, dispatch_id="", mode="merge", value=_merge.message_data(msg), inherited={}
-            )
+            # a big message is stored once, with the container, not in every member's claim
+            value = await _payloads.externalize(self.store, key, _merge.message_data(msg))
+            await self.start_container(key, dispatch_id="", mode="merge", value=value, inherited={})
             return
         data = _merge.task_input(msg, dict(signature.kwargs))
         model = self.model_for(signature.task_name, signature.model_validators)

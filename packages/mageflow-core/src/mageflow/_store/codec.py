@@ -77,14 +77,17 @@ class MODE:
 
 
 class REF:
-    """A payload reference: ``{tag: blob|swarm, key: <signature key>, ...}``.
+    """A payload reference: ``{tag: {kind: blob|swarm, key: <signature key>, ...}}``.
 
-    ``blob``: one JSON value in the signature's ``blob:`` hash, field ``f``.
-    ``swarm``: the ordered result list of swarm ``key``, ``n`` members, read
-    from its results hash in chunks on the worker.
+    One reserved key holding an object, so the kwargs merged beside a
+    whole-input reference can have any name. ``blob``: one JSON value in the
+    signature's ``blob:`` hash, field ``f``. ``swarm``: the ordered result list
+    of swarm ``key``, ``n`` members, read from its results hash in chunks on
+    the worker.
     """
 
     tag: Final = REFERENCE_TAG
+    kind: Final = "kind"
     blob: Final = "blob"
     swarm: Final = "swarm"
     key: Final = "key"

@@ -84,7 +84,7 @@ local function swarm_outcome(p, pf)
   if ok == 0 and bad > 0 then return S.failed, nil end
   -- the result list is never built here: callbacks get a reference and the
   -- worker reads the results hash in chunks (O(1) here, whatever n is)
-  return S.done, cjson.encode({[REF.tag] = REF.swarm, [REF.key] = p, [REF.count] = n})
+  return S.done, cjson.encode({[REF.tag] = {[REF.kind] = REF.swarm, [REF.key] = p, [REF.count] = n}})
 end
 -- A container that is still working keeps its side lists and its callbacks
 -- alive as long as itself; a settled one lets its lists go with the done TTL.
