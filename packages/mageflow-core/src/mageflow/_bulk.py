@@ -45,7 +45,7 @@ def _item_kwargs(
             out[str(name)] = to_json_value(value, field=str(name))
         except MageflowValidationError as exc:
             errors.append((index, str(name), str(exc)))
-    if model is not None:
+    if model is not None and out:
         try:
             model.model_validate(out)
         except ValidationError as exc:
