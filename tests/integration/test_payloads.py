@@ -206,3 +206,26 @@ async def test_big_swarm_message_is_stored_once_and_reaches_every_member(
     assert await redis_client.hkeys(f"{config.key_prefix}blob:{sw.key}") == ["in"]
     for run in manager.runs.values():
         assert _small(run.input)
+
+
+async def test_stored_results_resolve_for_readers(
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
+) -> None:
+    import json
+
+    from mageflow import _payloads
+
+    sig = await mageflow.asign("echo")
+    sw = await mageflow.aswarm(tasks=["member", "member"], is_swarm_closed=True)
+    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
+    await sw.aio_run_no_wait(Blob(data=""))
+    await manager.wait_idle()
+    store = mageflow.get_runtime().store
+    res = json.loads(await redis_client.hget(f"{config.key_prefix}sig:{sig.key}", "res"))
+    assert REFERENCE_TAG in res  # the result is stored once, in blob:<key>
+    assert await _payloads.resolve(store, res) == {"data": "c" * THRESHOLD * 2, "n": 0}
+    res = json.loads(await redis_client.hget(f"{config.key_prefix}sig:{sw.key}", "res"))
+    assert await _payloads.resolve(store, res) == ["0:" + "x" * 500] * 2

@@ -31,7 +31,7 @@ from mageflow._store.keys import BLOB
 if TYPE_CHECKING:
     from mageflow._store.redis_store import RedisStore
 
-__all__ = ["SwarmResults", "externalize", "resolve_input", "result_payload"]
+__all__ = ["SwarmResults", "externalize", "resolve", "resolve_input", "result_payload"]
 
 _DEPTH = 32
 
@@ -153,6 +153,11 @@ async def _resolve_value(store: RedisStore, value: Any, depth: int) -> Any:
     if rest and isinstance(loaded, dict):
         return {**loaded, **rest}  # kwargs merged beside a whole-input reference win
     return loaded
+
+
+async def resolve(store: RedisStore, value: Any) -> Any:
+    """A stored value (a signature's ``res``, say) with its reference, if any, resolved."""
+    return await _resolve_value(store, value, 0)
 
 
 def _streams(model: type[BaseModel] | None) -> str | None:
