@@ -130,14 +130,17 @@ async def test_big_input_and_result_travel_by_reference(
 
 
 async def test_small_payloads_stay_inline(
-    manager: InMemoryTaskManager, seen: dict[str, list[Any]], redis_client: aioredis.Redis
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
 ) -> None:
     cb = await mageflow.asign("got")
     sig = await mageflow.asign("echo", success_callbacks=[cb])
     await sig.aio_run_no_wait(Blob(data="small"))
     await manager.wait_idle()
     assert seen["got"][0].value == {"data": "smallsmall", "n": 0}
-    assert not [k async for k in redis_client.scan_iter(match="*blob:*")]
+    assert not [k async for k in redis_client.scan_iter(match=f"{config.key_prefix}blob:*")]
 
 
 async def test_error_callback_gets_big_input_with_its_own_kwargs(
