@@ -71,6 +71,9 @@ PREFIX_ENV = "MAGEFLOW_DEMO_KEY_PREFIX"
 # -- the application: the same in the demo process and in the worker -------------------------
 
 
+DASHBOARD_PORT = 8765
+
+
 def build_app(
     hatchet: Hatchet, redis: aioredis.Redis, key_prefix: str
 ) -> tuple[Mageflow, list[Any], Journal]:
@@ -277,14 +280,44 @@ class WorkerProcess:
 
 async def drive(
     hatchet: Hatchet, redis_url: str, key_prefix: str, deadline: float, view: LiveView
-) -> int:
+) -> tuple[int, str | None]:
+    """Exit code, and the key of the first order's flow (its charge-order signature)."""
     redis = aioredis.from_url(redis_url, decode_responses=True)
     try:
         _, _, journal = build_app(hatchet, redis, key_prefix)
         result = await run_pipeline(journal, deadline=deadline, view=view)
     finally:
         await redis.aclose()
-    return report(view, result)
+    root = next((t.key for t in result.tracked if t.parent is None), None)
+    return report(view, result), root
+
+
+def dashboard_hint(redis_url: str, where: str, key_prefix: str, flow: str) -> str:
+    """The command that opens the dashboard on the flow the demo ran."""
+    if where == "REDIS_URL":
+        return (
+            "See this flow in the dashboard (pip install mageflow-dashboard):\n"
+            f"  mageflow dashboard --redis-url {redis_url} --prefix {key_prefix} --flow {flow}"
+        )
+    return (
+        "See the flow in the dashboard: the bundled Redis stopped with the demo, so run it\n"
+        "again with the dashboard on its flow (served until Ctrl-C):\n"
+        "  uv run python examples/order_pipeline.py --dashboard\n"
+        "or with a Redis of your own, then `mageflow dashboard --redis-url ... --flow KEY`:\n"
+        "  REDIS_URL=redis://localhost:6379/0 uv run python examples/order_pipeline.py"
+    )
+
+
+async def serve_dashboard(hatchet: Hatchet, redis_url: str, key_prefix: str, flow: str) -> None:
+    """The dashboard on the demo's Redis and engine, until Ctrl-C."""
+    from mageflow_dashboard import serve
+
+    redis = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        mf, _, _ = build_app(hatchet, redis, key_prefix)
+        await serve(mf.runtime, port=DASHBOARD_PORT, out=sys.stdout, flow=flow)
+    finally:
+        await redis.aclose()
 
 
 def log_to(path: Path) -> None:
@@ -298,7 +331,7 @@ def log_to(path: Path) -> None:
         logger.setLevel(logging.INFO)
 
 
-def run_demo(deadline: float) -> int:
+def run_demo(deadline: float, dashboard: bool = False) -> int:
     began = time.monotonic()
     logs = Path(tempfile.mkdtemp(prefix="mageflow-demo-"))
     engine_log, worker_log, demo_log = logs / "engine.log", logs / "worker.log", logs / "demo.log"
@@ -307,6 +340,7 @@ def run_demo(deadline: float) -> int:
     # SIGTERM cleans up like Ctrl-C: worker, engine and valkey are stopped
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     code = 2
+    hint = ""
     try:
         with contextlib.ExitStack() as stack:
             redis_url, where = stack.enter_context(local_redis())
@@ -331,7 +365,13 @@ def run_demo(deadline: float) -> int:
             assert worker.proc is not None
             view.print(f"Worker: pid {worker.proc.pid}, healthy in {took:.1f}s\n")
 
-            code = asyncio.run(drive(hatchet, redis_url, key_prefix, deadline, view))
+            code, flow = asyncio.run(drive(hatchet, redis_url, key_prefix, deadline, view))
+            if flow is not None and dashboard:
+                view.print("\nMageFlow dashboard on the flow of order 1001 (Ctrl-C stops it all):")
+                with contextlib.suppress(KeyboardInterrupt):
+                    asyncio.run(serve_dashboard(hatchet, redis_url, key_prefix, flow))
+            elif flow is not None:
+                hint = dashboard_hint(redis_url, where, key_prefix, flow)
     except SetupError as exc:
         print(f"\ncannot run the demo: {exc}", file=sys.stderr)
         code = 2
@@ -340,6 +380,8 @@ def run_demo(deadline: float) -> int:
         code = 130
     print(f"\nlogs: engine {engine_log}\n      worker {worker_log}\n      demo   {demo_log}")
     print(f"total {time.monotonic() - began:.1f}s, exit code {code}")
+    if hint:
+        print(f"\n{hint}")
     return code
 
 
@@ -357,10 +399,15 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="seconds the pipeline may take once dispatched (default 120)",
     )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help=f"then serve the dashboard on the flow it ran (port {DASHBOARD_PORT}) until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     if args.worker:
         return run_worker()
-    return run_demo(args.deadline)
+    return run_demo(args.deadline, args.dashboard)
 
 
 if __name__ == "__main__":

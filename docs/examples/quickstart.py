@@ -19,7 +19,7 @@ from typing import Any
 import mageflow
 from hatchet_sdk import Hatchet
 from hatchet_sdk.exceptions import NonRetryableException
-from mageflow import Mageflow, ReturnValue, SignatureStatus
+from mageflow import Mageflow, ReturnValue, SignatureFailedError
 from pydantic import BaseModel
 
 # 1. A Mageflow client wraps your Hatchet client and a Redis for the signatures.
@@ -76,25 +76,21 @@ async def run_order(order_id: int, amount: float) -> tuple[str, str, str]:
     return payment.key, receipt.key, failed.key
 
 
-async def wait_for(key: str, status: SignatureStatus) -> None:
-    async with asyncio.timeout(60):
-        while True:  # the worker updates the signature in Redis; poll it
-            sig = await mageflow.load_signature(key)
-            if sig is not None and sig.status == status:
-                return
-            await asyncio.sleep(0.2)
-
-
 async def main() -> None:
+    # 5. Wait for outcomes: mageflow.result is woken when the worker records one.
     payment, receipt, failed = await run_order(1, 42.0)
-    await wait_for(payment, SignatureStatus.DONE)
-    await wait_for(receipt, SignatureStatus.DONE)  # the success callback ran
-    print(f"order 1: {payment} done, receipt {receipt} done, {failed} never ran")
+    charged = await mageflow.result(payment, timeout=60)
+    await mageflow.result(receipt, timeout=60)  # the success callback ran
+    print(f"order 1: charged {charged['charged']:.2f}, receipt {receipt} done, {failed} never ran")
 
     payment, receipt, failed = await run_order(2, 0.0)
-    await wait_for(payment, SignatureStatus.FAILED)
-    await wait_for(failed, SignatureStatus.DONE)  # the error callback ran
-    print(f"order 2: {payment} failed, error callback {failed} done")
+    try:
+        await mageflow.result(payment, timeout=60)
+    except SignatureFailedError as exc:
+        assert exc.error is not None  # type, message and traceback of the failure
+        print(f"order 2: {payment} failed ({exc.error.type}: {exc.error.message})")
+    await mageflow.result(failed, timeout=60)
+    print(f"order 2: error callback {failed} done")
 
 
 def serve() -> None:

@@ -32,10 +32,17 @@ class Raw:
     async def status(self, key: str) -> str | None:
         return await self.client.hget(self.sig_key(key), F.status)  # type: ignore[no-any-return]
 
-    async def snapshot(self) -> dict[str, Any]:
-        """Every key under the prefix: its type and value (TTL excluded)."""
+    async def snapshot(self, indexes: bool = False) -> dict[str, Any]:
+        """Every key under the prefix: its type and value (TTL excluded).
+
+        The query indexes (``idx:*``) are left out unless asked for: they are
+        derived data, checked by tests/integration/test_query.py.
+        """
         out: dict[str, Any] = {}
+        idx = f"{self.rt.config.key_prefix}idx:"
         async for k in self.client.scan_iter(match=f"{self.rt.config.key_prefix}*"):
+            if not indexes and k.startswith(idx):
+                continue
             kind = await self.client.type(k)
             if kind == "hash":
                 out[k] = ("hash", await self.client.hgetall(k))

@@ -26,7 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 MARKDOWN = sorted([README, *DOCS.rglob("*.md")])
-IN_MEMORY_EXAMPLES = ["signatures", "callbacks", "lifecycle", "containers", "big_flows"]
+IN_MEMORY_EXAMPLES = [
+    "signatures",
+    "callbacks",
+    "lifecycle",
+    "containers",
+    "operations",
+    "big_flows",
+]
 MAX_UNQUOTED_LINES = 3  # "a line or two"; anything longer must be a real, tested file
 
 

@@ -22,7 +22,9 @@ STARTS: list[TaskStatus] = [TaskStatus(status=s) for s in S] + [
     TaskStatus(status=S.SUSPENDED, last_status=S.ACTIVE),
     TaskStatus(status=S.SUSPENDED, last_status=S.PENDING),
 ]
-CASES = [(st, e) for st in STARTS for e in E]
+# retry needs a signature that ran (its stored input is dispatched again): its
+# cells are covered in tests/integration/test_outcomes.py
+CASES = [(st, e) for st in STARTS for e in E if e is not E.RETRY]
 RUN_EVENTS = (E.START, E.SUCCEED, E.FAIL)
 USER_CASES = [(st, e) for st, e in CASES if e not in RUN_EVENTS]
 RUN_CASES = [(st, e) for st, e in CASES if e in RUN_EVENTS]
@@ -120,8 +122,8 @@ async def test_run_event_cell(
 
 def test_cases_cover_every_cell() -> None:
     covered = {(st.status, e) for st, e in CASES}
-    assert set(TRANSITIONS) <= covered
-    assert len(covered) == len(S) * len(E)
+    assert {c for c in TRANSITIONS if c[1] is not E.RETRY} <= covered
+    assert len(covered) == len(S) * (len(E) - 1)
 
 
 @pytest.mark.parametrize("event", list(E), ids=lambda e: e.value)

@@ -26,6 +26,8 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
     [
         ("thirdmagic", ["redis", "hatchet_sdk", "mageflow", "pickle", "dill", "cloudpickle"]),
         ("mageflow", ["hatchet_sdk", "pickle", "dill", "cloudpickle"]),
+        # the CLI ships with core: the dashboard and its web stack stay optional
+        ("mageflow.cli", ["hatchet_sdk", "mageflow_dashboard", "starlette", "uvicorn"]),
     ],
 )
 def test_import_does_not_load_forbidden_modules(module: str, forbidden: list[str]) -> None:
@@ -123,6 +125,35 @@ def test_core_sources_never_import_an_engine_sdk() -> None:
         if (bad := _imported_roots(p, runtime_only=True) & {"hatchet_sdk", "mageflow_hatchet"})
     }
     assert not offenders
+
+
+def test_core_packages_never_require_the_dashboard_or_its_stack() -> None:
+    import tomllib
+
+    for name in ("thirdmagic", "mageflow-core", "mageflow-hatchet"):
+        project = tomllib.loads((PACKAGES / name / "pyproject.toml").read_text())["project"]
+        deps = [*project.get("dependencies", [])]
+        for extra in project.get("optional-dependencies", {}).values():
+            deps += extra
+        bad = [
+            d
+            for d in deps
+            if d.split("[")[0].split(">")[0].split("=")[0].strip()
+            in ("mageflow-dashboard", "starlette", "uvicorn", "playwright")
+        ]
+        assert not bad, (name, bad)
+
+
+def test_core_imports_the_dashboard_only_lazily() -> None:
+    for path in _sources(CORE_SRC):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only: a lazy import sits in a function
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.split(".")[0] == "mageflow_dashboard" for n in names), path
 
 
 def test_core_names_the_adapter_only_for_the_typed_mageflow_client() -> None:

@@ -21,17 +21,26 @@ S = SignatureStatus
 E = LifecycleEvent
 
 # An independent statement of the table; "." is an invalid transition.
-# columns: start, succeed, fail, suspend, interrupt, resume, cancel
+# columns: start, succeed, fail, suspend, interrupt, resume, cancel, retry
 EXPECTED = {
-    S.PENDING: ["active", ".", ".", "suspended", "interrupted", "pending", "canceled"],
-    S.ACTIVE: ["active", "done", "failed", "suspended", "interrupted", "active", "canceled"],
-    S.SUSPENDED: ["suspended", "done", "failed", "suspended", "interrupted", PREVIOUS, "canceled"],
-    S.INTERRUPTED: [".", ".", ".", ".", "interrupted", "pending", "canceled"],
-    S.DONE: [".", "done", ".", ".", ".", ".", "."],
-    S.FAILED: [".", ".", "failed", ".", ".", ".", "."],
-    S.CANCELED: [".", ".", ".", ".", ".", ".", "canceled"],
+    S.PENDING: ["active", ".", ".", "suspended", "interrupted", "pending", "canceled", "."],
+    S.ACTIVE: ["active", "done", "failed", "suspended", "interrupted", "active", "canceled", "."],
+    S.SUSPENDED: [
+        "suspended",
+        "done",
+        "failed",
+        "suspended",
+        "interrupted",
+        PREVIOUS,
+        "canceled",
+        ".",
+    ],
+    S.INTERRUPTED: [".", ".", ".", ".", "interrupted", "pending", "canceled", "."],
+    S.DONE: [".", "done", ".", ".", ".", ".", ".", "."],
+    S.FAILED: [".", ".", "failed", ".", ".", ".", ".", "pending"],
+    S.CANCELED: [".", ".", ".", ".", ".", ".", "canceled", "pending"],
 }
-EVENTS = [E.START, E.SUCCEED, E.FAIL, E.SUSPEND, E.INTERRUPT, E.RESUME, E.CANCEL]
+EVENTS = [E.START, E.SUCCEED, E.FAIL, E.SUSPEND, E.INTERRUPT, E.RESUME, E.CANCEL, E.RETRY]
 CELLS = [(s, e, EXPECTED[s][i]) for s in S for i, e in enumerate(EVENTS)]
 
 
@@ -76,7 +85,7 @@ def test_docstring_table_matches_transitions() -> None:
     rows = {}
     for line in doc.splitlines():
         parts = line.split()
-        if parts and parts[0] in {s.value for s in S} and len(parts) == 8:
+        if parts and parts[0] in {s.value for s in S} and len(parts) == 9:
             rows[S(parts[0])] = parts[1:]
     assert set(rows) == set(S)
     for s, cells in rows.items():
@@ -103,14 +112,16 @@ def test_resume_from_suspended_without_previous_is_pending() -> None:
 def test_terminal_statuses() -> None:
     assert frozenset({S.DONE, S.FAILED, S.CANCELED}) == TERMINAL_STATUSES
     for terminal in TERMINAL_STATUSES:
-        # A terminal status only accepts the event that repeats how it ended.
-        allowed = {e for (s, e) in TRANSITIONS if s == terminal}
-        assert len(allowed) == 1
-        (event,) = allowed
-        assert next_status(terminal, event, None) == terminal
-        # Nothing leads out of a terminal status.
+        # A terminal status only accepts the event that repeats how it ended,
+        # and retry (failed and canceled), which starts a new attempt.
+        allowed = {e for (s, e) in TRANSITIONS if s == terminal} - {E.RETRY}
+        assert len(allowed) <= 1
+        for event in allowed:
+            assert next_status(terminal, event, None) == terminal
+        # Only retry leads out of a terminal status, and only back to pending.
         for e in E:
-            assert next_status(terminal, e, None) in (None, terminal)
+            want = S.PENDING if e is E.RETRY and terminal is not S.DONE else terminal
+            assert next_status(terminal, e, None) in (None, want)
 
 
 def test_repeating_an_event_is_idempotent() -> None:

@@ -14,14 +14,20 @@ from thirdmagic import (
     AcceptParams,
     ChainSignature,
     ConfigurationError,
+    ContainerProgress,
     EngineError,
+    ErrorDetails,
+    ErrorInfo,
     InvalidTransitionError,
     MageflowError,
     MageflowValidationError,
     NotFoundError,
     PauseActionTypes,
+    ResultTimeoutError,
     ReturnValue,
     Signature,
+    SignatureCanceledError,
+    SignatureFailedError,
     SignatureLockedError,
     SignatureNotFoundError,
     SignatureStatus,
@@ -58,7 +64,16 @@ from mageflow._api import chain as chain
 from mageflow._api import resume_task as resume_task
 from mageflow._api import sign as sign
 from mageflow._api import swarm as swarm
+from mageflow._flows import (
+    cancel,
+    list_signatures,
+    progress,
+    result,
+    retry,
+    stuck_signatures,
+)
 from mageflow._payloads import SwarmResults
+from mageflow._query import StuckSignature
 from mageflow._runtime import MageflowRuntime
 from mageflow.config import MageflowConfig
 from mageflow.engine import CancelRequest as CancelRequest
@@ -82,7 +97,10 @@ __all__ = [
     "BulkValidationError",
     "ChainSignature",
     "ConfigurationError",
+    "ContainerProgress",
     "EngineError",
+    "ErrorDetails",
+    "ErrorInfo",
     "InvalidTransitionError",
     "MageflowConfig",
     "MageflowError",
@@ -91,12 +109,16 @@ __all__ = [
     "NonRetryable",
     "NotFoundError",
     "PauseActionTypes",
+    "ResultTimeoutError",
     "ReturnValue",
     "Signature",
+    "SignatureCanceledError",
+    "SignatureFailedError",
     "SignatureLockedError",
     "SignatureNotFoundError",
     "SignatureStatus",
     "StoreError",
+    "StuckSignature",
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",
@@ -108,15 +130,21 @@ __all__ = [
     "asign",
     "asign_many",
     "aswarm",
+    "cancel",
     "configure",
     "create_runtime",
     "get_runtime",
+    "list_signatures",
     "load_signature",
     "lock_task",
     "pause",
+    "progress",
     "recover",
     "remove",
+    "result",
     "resume",
+    "retry",
+    "stuck_signatures",
 ]
 
 _ADAPTER_GROUP = "mageflow.adapters"

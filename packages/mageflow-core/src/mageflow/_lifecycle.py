@@ -1,4 +1,4 @@
-"""Lifecycle events (suspend, resume, interrupt, cancel) and their side effects.
+"""Lifecycle events (suspend, resume, interrupt, cancel, retry) and their side effects.
 
 The state change itself happens atomically in the store. What must happen
 *after* a state change in the outside world — cancelling a run in the engine,
@@ -66,6 +66,10 @@ _SIDE_EFFECTS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {
     (_S.SUSPENDED, _E.RESUME): _replay,
     (_S.INTERRUPTED, _E.RESUME): _replay,
     (_S.PENDING, _E.RESUME): _replay,
+    (_S.ACTIVE, _E.CANCEL): _cancel_running,
+    (_S.SUSPENDED, _E.CANCEL): _cancel_running,
+    (_S.FAILED, _E.RETRY): _replay,
+    (_S.CANCELED, _E.RETRY): _replay,
 }
 
 HANDLERS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {

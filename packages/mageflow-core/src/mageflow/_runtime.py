@@ -30,6 +30,7 @@ from thirdmagic.errors import (
     MageflowError,
     MageflowValidationError,
 )
+from thirdmagic.outcome import ContainerProgress, resolve_error_field
 from thirdmagic.signature import (
     ChainSignature,
     Signature,
@@ -41,7 +42,8 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _bulk, _lifecycle, _locks, _merge, _payloads, _worker
+from mageflow import _build, _bulk, _control, _lifecycle, _locks, _merge, _payloads, _worker
+from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.engine import (
@@ -73,6 +75,7 @@ class MageflowRuntime:
         self.store = store
         self.manager = manager
         self.config: MageflowConfig = store.config
+        self.results = ResultWaiter(store)
         if manager is not None:
             manager.bind(self)
 
@@ -250,6 +253,25 @@ class MageflowRuntime:
             key, lambda: self.store.update_kwargs(key, plain, _locks.token(key))
         )
 
+    # -- outcomes and steering (see _results.py, _control.py) -------------------
+
+    async def result(
+        self, key: str, timeout: float | None = None, poll_interval: float = DEFAULT_POLL_INTERVAL
+    ) -> Any:
+        return await self.results.wait(key, timeout, poll_interval)
+
+    async def cancel(self, key: str, *, error_callbacks: bool = False) -> TaskStatus:
+        return await _control.cancel(self, key, error_callbacks=error_callbacks)
+
+    async def retry(self, key: str) -> TaskStatus:
+        return await _control.retry(self, key)
+
+    async def clone(self, signature: Signature, changes: dict[str, Any]) -> Signature:
+        return await _control.clone(self, signature, changes)
+
+    async def progress(self, key: str) -> ContainerProgress:
+        return await _control.progress(self, key)
+
     # -- Effects (what lifecycle events do outside the store) -------------------------
 
     async def cancel_run(self, key: str, run_id: str) -> None:
@@ -342,6 +364,9 @@ class MageflowRuntime:
         else:
             original = entry.value if isinstance(entry.value, dict) else {}
             data = _merge.error_callback_input(original, bound)
+            marked = resolve_error_field(model) if entry.error is not None else None
+            if marked is not None:
+                data[marked] = entry.error
         return DispatchRequest(
             task_name=entry.task_name,
             input=data,

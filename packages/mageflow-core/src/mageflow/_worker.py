@@ -14,6 +14,7 @@ from thirdmagic.errors import StoreError
 from thirdmagic.signature import to_json_value
 
 from mageflow import _locks, _merge, _payloads
+from mageflow._results import error_payload
 from mageflow.engine import NonRetryable, RunOutcome, RunRequest
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutco
                 key,
                 request.run_id,
                 succeeded=False,
-                payload=f"{type(exc).__name__}: {exc}",
+                payload=error_payload(exc, key),
             )
         raise
     await _complete(runtime, key, request.run_id, succeeded=True, payload=plain)

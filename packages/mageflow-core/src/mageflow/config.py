@@ -35,6 +35,13 @@ class MageflowConfig(BaseModel):
     """Member results read per round trip when a swarm's result list is built
     on the worker."""
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
     @field_validator("active_ttl", "done_ttl", "lock_ttl", "lock_wait")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

@@ -23,7 +23,7 @@ from thirdmagic.errors import EngineError
 
 from mageflow_hatchet._errors import engine_error, map_hatchet_exceptions
 
-__all__ = ["HatchetTaskManager"]
+__all__ = ["HatchetTaskManager", "from_environment"]
 
 log = logging.getLogger("mageflow.hatchet")
 
@@ -159,3 +159,9 @@ class HatchetTaskManager(TaskManager):
     async def cancel(self, request: CancelRequest) -> None:
         with map_hatchet_exceptions(f"cancel of run {request.run_id!r}"):
             await self.hatchet.runs.aio_cancel(request.run_id)
+
+
+def from_environment() -> HatchetTaskManager:
+    """A manager for tools (the ``mageflow`` CLI, the dashboard), configured from the
+    ``HATCHET_CLIENT_*`` environment variables; raises when they are missing."""
+    return HatchetTaskManager(Hatchet())

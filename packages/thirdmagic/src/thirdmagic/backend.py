@@ -24,6 +24,7 @@ from thirdmagic.errors import ConfigurationError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from thirdmagic.outcome import ContainerProgress
     from thirdmagic.signature import Signature
     from thirdmagic.status import LifecycleEvent, TaskStatus
 
@@ -50,6 +51,16 @@ class SignatureBackend(Protocol):
     ) -> list[str]: ...
 
     async def swarm_close(self, key: str) -> None: ...
+
+    async def result(self, key: str, timeout: float | None) -> Any: ...
+
+    async def cancel(self, key: str, *, error_callbacks: bool) -> TaskStatus: ...
+
+    async def retry(self, key: str) -> TaskStatus: ...
+
+    async def clone(self, signature: Signature, changes: dict[str, Any]) -> Signature: ...
+
+    async def progress(self, key: str) -> ContainerProgress: ...
 
 
 _process_default: SignatureBackend | None = None

@@ -7,6 +7,11 @@ handle one kind of failure without string matching.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from thirdmagic.outcome import ErrorDetails
+
 __all__ = [
     "BulkValidationError",
     "ConfigurationError",
@@ -15,6 +20,9 @@ __all__ = [
     "MageflowError",
     "MageflowValidationError",
     "NotFoundError",
+    "ResultTimeoutError",
+    "SignatureCanceledError",
+    "SignatureFailedError",
     "SignatureLockedError",
     "SignatureNotFoundError",
     "StoreError",
@@ -121,3 +129,37 @@ class SwarmClosedError(InvalidTransitionError):
 
 class SwarmFullError(MageflowValidationError):
     """Adding the tasks would exceed the swarm's ``max_task_allowed``."""
+
+
+class SignatureFailedError(MageflowError):
+    """The signature whose result was awaited ended without a result.
+
+    ``error`` holds the stored error details (a ``thirdmagic.ErrorDetails``)
+    when there are any; ``status`` is the final status (``failed`` or
+    ``canceled``).
+    """
+
+    def __init__(self, key: str, status: str, error: ErrorDetails | None = None) -> None:
+        self.key = key
+        self.status = status
+        self.error = error
+        detail = ""
+        if error is not None:
+            detail = f": {error.type or 'error'}: {error.message}"
+        super().__init__(f"signature {key!r} {status}{detail}")
+
+
+class SignatureCanceledError(SignatureFailedError):
+    """The awaited signature was canceled."""
+
+
+class ResultTimeoutError(MageflowError, TimeoutError):
+    """Waiting for a signature's result ran out of time; the signature is unchanged."""
+
+    def __init__(self, key: str, timeout: float, status: str) -> None:
+        self.key = key
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            f"signature {key!r} has no result after {timeout:.2f}s (status {status!r})"
+        )

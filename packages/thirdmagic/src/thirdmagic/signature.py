@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -28,6 +28,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from thirdmagic.backend import get_backend
 from thirdmagic.errors import MageflowValidationError
 from thirdmagic.message import resolve_return_field
+from thirdmagic.outcome import ContainerProgress, ErrorDetails
 from thirdmagic.status import (
     LifecycleEvent,
     PauseActionTypes,
@@ -174,6 +175,10 @@ class Signature(BaseModel):
     error_callbacks: list[str] = Field(default_factory=list)
     task_status: TaskStatus = Field(default_factory=TaskStatus)
     task_identifiers: dict[str, Any] = Field(default_factory=dict)
+    error: ErrorDetails | None = Field(
+        default=None,
+        description="Why the signature failed (set by the store; read-only).",
+    )
 
     _bound: bool = PrivateAttr(default=False)
 
@@ -290,6 +295,47 @@ class Signature(BaseModel):
         """
         await get_backend().run(self, msg, options)
 
+    async def aio_result(self, timeout: float | None = None) -> Any:
+        """Wait for the final result (a chain: its last step's; a swarm: the ordered list).
+
+        Raises ``SignatureFailedError`` (``SignatureCanceledError`` when
+        canceled) with the stored error details, or ``ResultTimeoutError``.
+        """
+        return await get_backend().result(self.key, timeout)
+
+    async def aio_run(
+        self,
+        msg: BaseModel | dict[str, Any] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run this signature with ``msg`` and wait for its result (see ``aio_result``)."""
+        await self.aio_run_no_wait(msg, **options)
+        return await self.aio_result(timeout)
+
+    async def cancel(self, *, error_callbacks: bool = False) -> None:
+        """Cancel for good: runs are cancelled in the engine, containers cascade.
+
+        With ``error_callbacks=True`` the error callbacks fire once, with error
+        details of type ``Canceled``.
+        """
+        self.task_status = await get_backend().cancel(self.key, error_callbacks=error_callbacks)
+
+    async def retry(self) -> None:
+        """Run a failed or canceled signature again with the input it last received."""
+        self.task_status = await get_backend().retry(self.key)
+        self.error = None
+
+    async def clone(self, **changes: Any) -> Self:
+        """A new stored signature of the same kind, task, kwargs and callbacks (new key).
+
+        ``changes`` override fields of the copy (``kwargs``, ``task_identifiers`` ...).
+        """
+        copy = await get_backend().clone(self, changes)
+        if not isinstance(copy, type(self)):
+            raise TypeError(f"clone of a {type(self).__name__} gave a {type(copy).__name__}")
+        return copy
+
     async def add_callbacks(
         self,
         success: Iterable[Signature | str] | None = None,
@@ -349,6 +395,10 @@ class ChainSignature(Signature):
     def _task_keys(cls, value: Any) -> list[str]:
         return _callback_keys(value, "tasks")
 
+    async def progress(self) -> ContainerProgress:
+        """Steps admitted, queued, running, done and failed, and the current step."""
+        return await get_backend().progress(self.key)
+
 
 class SwarmConfig(BaseModel):
     """Limits of a swarm."""
@@ -390,6 +440,10 @@ class SwarmSignature(Signature):
     ) -> list[str]:
         """Add several tasks to this swarm, each with its own message."""
         return await get_backend().swarm_add(self, list(tasks), list(msgs))
+
+    async def progress(self) -> ContainerProgress:
+        """Members admitted, queued, running, done and failed."""
+        return await get_backend().progress(self.key)
 
     async def close_swarm(self) -> None:
         """Accept no more tasks; the swarm completes once its members finish."""

@@ -4,17 +4,21 @@ The table below is the single source of truth for the lifecycle: the Redis
 store compiles it into its Lua scripts, and the state machine in
 ``mageflow`` dispatches one handler per entry.
 
-================  ========  ========  ========  =========  ==========  ===========  ========
-status \\ event    start     succeed   fail      suspend    interrupt   resume       cancel
-================  ========  ========  ========  =========  ==========  ===========  ========
-pending           active    ·         ·         suspended  interrupted  pending      canceled
-active            active    done      failed    suspended  interrupted  active       canceled
-suspended         suspended done      failed    suspended  interrupted  *previous*   canceled
-interrupted       ·         ·         ·         ·          interrupted  pending      canceled
-done              ·         done      ·         ·          ·           ·            ·
-failed            ·         ·         failed    ·          ·           ·            ·
-canceled          ·         ·         ·         ·          ·           ·            canceled
-================  ========  ========  ========  =========  ==========  ===========  ========
+=============== ========= ======= ====== ========= =========== ========== ======== =======
+status \\ event start     succeed fail   suspend   interrupt   resume     cancel   retry
+=============== ========= ======= ====== ========= =========== ========== ======== =======
+pending         active    ·       ·      suspended interrupted pending    canceled ·
+active          active    done    failed suspended interrupted active     canceled ·
+suspended       suspended done    failed suspended interrupted *previous* canceled ·
+interrupted     ·         ·       ·      ·         interrupted pending    canceled ·
+done            ·         done    ·      ·         ·           ·          ·        ·
+failed          ·         ·       failed ·         ·           ·          ·        pending
+canceled        ·         ·       ·      ·         ·           ·          canceled pending
+=============== ========= ======= ====== ========= =========== ========== ======== =======
+
+``retry`` is the only way out of a terminal status: ``mageflow.retry`` takes
+a failed or canceled task back to ``pending`` and runs it again with its stored
+input (a new attempt of the same signature).
 
 ``·`` is an invalid transition: it raises and changes nothing. A transition to
 the same status is an idempotent no-op, which is what makes every event safe
@@ -72,6 +76,7 @@ class LifecycleEvent(StrEnum):
     INTERRUPT = "interrupt"
     RESUME = "resume"
     CANCEL = "cancel"
+    RETRY = "retry"
 
 
 class PauseActionTypes(StrEnum):
@@ -136,6 +141,8 @@ TRANSITIONS: Final[Mapping[tuple[SignatureStatus, LifecycleEvent], TransitionTar
     (_S.DONE, _E.SUCCEED): _S.DONE,
     (_S.FAILED, _E.FAIL): _S.FAILED,
     (_S.CANCELED, _E.CANCEL): _S.CANCELED,
+    (_S.FAILED, _E.RETRY): _S.PENDING,
+    (_S.CANCELED, _E.RETRY): _S.PENDING,
 }
 
 TERMINAL_STATUSES: Final[frozenset[SignatureStatus]] = frozenset({_S.DONE, _S.FAILED, _S.CANCELED})

@@ -28,6 +28,7 @@ from thirdmagic.errors import (
     SwarmClosedError,
     SwarmFullError,
 )
+from thirdmagic.outcome import ErrorDetails
 from thirdmagic.signature import AnySignature, Signature
 
 from mageflow._store.keys import KWARG_PREFIX, SCHEMA_VERSION, XFIELD_PREFIX, F
@@ -65,6 +66,8 @@ class E:
     inherited: Final = "pkw"
     mode: Final = "mode"
     value: Final = "v"
+    error: Final = "er"
+    """error details (JSON) handed to an error callback"""
 
 
 class MODE:
@@ -130,6 +133,7 @@ class R:
     noop: Final = "noop"
     replay: Final = "replay"
     busy: Final = "busy"
+    noretry: Final = "noretry"
     # skip reasons
     duplicate: Final = "duplicate"
     finished: Final = "finished"
@@ -159,6 +163,7 @@ _COMMON = frozenset(
         "model_validators",
         "task_identifiers",
         "kwargs",
+        "error",
     }
 )
 
@@ -228,6 +233,8 @@ def decode_signature(key: str, raw: Sequence[Any] | Mapping[Any, Any], full_key:
         for name, value in flat.items():
             if name.startswith(XFIELD_PREFIX):
                 data[name[len(XFIELD_PREFIX) :]] = json.loads(value)
+        if F.error in flat:
+            data["error"] = ErrorDetails.from_stored(json.loads(flat[F.error]))
         return _signature_adapter.validate_python(data)
     except (KeyError, ValueError, ValidationError, MageflowValidationError) as exc:
         raise StoreError(
@@ -256,6 +263,7 @@ class OutboxEntry:
     mode: str = MODE.merge
     value: Any = None
     inherited: dict[str, Any] = field(default_factory=dict)
+    error: Any = None
 
 
 def _plain(mapping: Any) -> dict[str, Any]:
@@ -280,6 +288,7 @@ def parse_outbox(raw: str) -> list[OutboxEntry]:
             mode=item.get(E.mode) or MODE.merge,
             value=json.loads(item[E.value]) if isinstance(item.get(E.value), str) else None,
             inherited=_plain(item.get(E.inherited)),
+            error=json.loads(item[E.error]) if isinstance(item.get(E.error), str) else None,
         )
         for item in items
     ]
@@ -347,7 +356,24 @@ def _invalid(r: _Refusal) -> Exception:
     )
 
 
+def _noretry(r: _Refusal) -> Exception:
+    return InvalidTransitionError(
+        r.key,
+        r.arg(0),
+        "retry",
+        f"signature {r.key!r} cannot be retried: {r.arg(1)}; use clone() for a fresh copy",
+    )
+
+
 def _member(r: _Refusal) -> Exception:
+    if r.op == "transition":
+        return InvalidTransitionError(
+            r.key,
+            "member",
+            r.action,
+            f"signature {r.key!r} is a member of {r.arg(0)!r}, which is still running; "
+            "cancel the chain or swarm instead",
+        )
     if r.op == "remove":
         return InvalidTransitionError(
             r.arg(0),
@@ -428,6 +454,7 @@ ERRORS: Final[Mapping[str, Callable[[_Refusal], Exception]]] = {
     R.notswarm: _notswarm,
     R.closed: _closed,
     R.full: _full,
+    R.noretry: _noretry,
 }
 """Every error reply a script may give, and the exception it becomes."""
 

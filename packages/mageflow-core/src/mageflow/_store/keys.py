@@ -14,6 +14,17 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
                             engine carries a reference instead (``codec.REF``).
                             TTL: ``active_ttl`` from the last write; deleted
                             with the signature (remove.lua)
+    P idx:s:<status> zset   signature keys by the time they entered the status
+    P idx:t:<task>  zset    signature keys of a task name, by creation time
+    P idx:i:<name>=<value>  zset  keys by task identifier, by creation time
+                            (a string value as is, any other value as JSON)
+    P idx:roots     zset    keys that are neither members nor callbacks,
+                            by creation time
+    P ev:<key>      channel the new status, published on every change
+
+Every index write trims the entries older than the TTL of the write (the
+active TTL, the done TTL for finished statuses), so an index is bounded like
+the signatures it lists; readers skip entries whose signature expired.
 
 Signature hash fields (the attribute of :class:`F` in brackets; the Lua
 scripts use the same names, ``F.status``..., which the script loader turns
@@ -25,7 +36,8 @@ into these values):
 [status/last_status]; ``d`` current dispatch id [dispatch]; ``r`` run id that
 owns the signature [run]; ``m`` input of the current/last run [input]; ``pm``
 input of a parked run [parked]; ``ob`` outbox of callbacks claimed at
-completion, JSON [outbox]; ``res``/``err`` outcome [result/error]; ``ce`` the
+completion, JSON [outbox]; ``res``/``err`` outcome [result/error] (``err``
+is JSON error details: type, message, traceback, signature_key); ``ce`` the
 dispatch entry (JSON, see ``codec``) of a claim listed in the pending index
 [claim]; ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
 ``x:<name>`` container fields of the model [XFIELD_PREFIX].
@@ -126,6 +138,11 @@ class K:
     queue: Final = ":q"
     results: Final = ":res"
     blob: Final = "blob:"
+    by_status: Final = "idx:s:"
+    by_task: Final = "idx:t:"
+    by_identifier: Final = "idx:i:"
+    roots: Final = "idx:roots"
+    events: Final = "ev:"
 
 
 class BLOB:
@@ -174,3 +191,20 @@ class Keys:
 
     def swarm_results(self, key: str) -> str:
         return self.swarm_prefix + key + K.results
+
+    def by_status(self, status: str) -> str:
+        return self.prefix + K.by_status + status
+
+    def by_task(self, task_name: str) -> str:
+        return self.prefix + K.by_task + task_name
+
+    def by_identifier(self, name: str, value: str) -> str:
+        return self.prefix + K.by_identifier + name + "=" + value
+
+    @property
+    def roots(self) -> str:
+        return self.prefix + K.roots
+
+    def events(self, key: str) -> str:
+        """Pub/sub channel on which every status change of ``key`` is published."""
+        return self.prefix + K.events + key

@@ -211,7 +211,12 @@ class RedisStore:
                 *(self.keys.sig(k) for k in members),
                 *(self.keys.sig(k) for k in required),
             ],
-            args={"active_ttl": self._active_ms, "members": len(members), "own_key": sig.key},
+            args={
+                "active_ttl": self._active_ms,
+                "members": len(members),
+                "own_key": sig.key,
+                "prefix": self.keys.prefix,
+            },
             rest_args=self.encode(sig),
         )
 
@@ -420,7 +425,12 @@ class RedisStore:
             key,
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
             rest_keys=[self.keys.sig(k) for k in (*success, *errors)],
-            args={"token": token, "active_ttl": self._active_ms, "n_success": len(success)},
+            args={
+                "token": token,
+                "active_ttl": self._active_ms,
+                "n_success": len(success),
+                "prefix": self.keys.prefix,
+            },
             rest_args=[*success, *errors],
         )
 

@@ -1,10 +1,10 @@
 -- Append callback keys to a signature that has not finished; every callback
 -- must be stored.
 -- KEYS: sig_key, lock_key, callbacks...
--- ARGV: token, active_ttl, n_success, callback_keys...
+-- ARGV: token, active_ttl, n_success, prefix, callback_keys...
 -- callback_keys: the n_success success callbacks first, then the error ones
 -- REPLIES: ok
--- @include lib/prelude
+-- @include lib/indexes
 local bad = check(sig_key); if bad then return bad end
 if locked(lock_key, token) then return {R.locked} end
 local s = redis.call('HGET', sig_key, F.status)
@@ -40,5 +40,9 @@ if sc == nil or ec == nil then return {R.corrupt} end
 if sc then redis.call('HSET', sig_key, F.callbacks_ok, sc) end
 if ec then redis.call('HSET', sig_key, F.callbacks_err, ec) end
 redis.call('PEXPIRE', sig_key, active_ttl)
-for i = KEYS_REST, #KEYS do redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT') end
+local sp = prefix .. K.sig
+for i = KEYS_REST, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
+  not_root(prefix, string.sub(KEYS[i], #sp + 1))
+end
 return {R.ok}

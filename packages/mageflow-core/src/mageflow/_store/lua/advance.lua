@@ -31,6 +31,7 @@ end
 if starting then
   local target = step(s, EV.start)
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.started, '1')
+  track(prefix, sig_key, s, target, active_ttl)
   redis.call('HDEL', sig_key, F.parked_start)
   s = target
   if kind == KIND.chain then

@@ -3,7 +3,7 @@
 -- KEYS: sig_key, lock_key, pending_key
 -- ARGV: dispatch_id, run_id, input, active_ttl
 -- REPLIES: run, skip, park, drain
--- @include lib/prelude
+-- @include lib/indexes
 local ok = kind_of(sig_key)
 if ok == nil then return {R.skip, R.missing} end
 if ok == false then return {R.corrupt} end
@@ -18,6 +18,7 @@ if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
              F.input, input, F.dispatch, dispatch_id)
+  track(string.sub(pending_key, 1, #pending_key - #K.pending), sig_key, s, target, active_ttl)
   redis.call('HDEL', sig_key, F.parked)
   redis.call('PEXPIRE', sig_key, active_ttl)
   return {R.run, redis.call('HGETALL', sig_key)}

@@ -1,9 +1,9 @@
 -- Store a new signature. Every key after sig_key must exist; the first
 -- `members` of them (chain steps) become its members in the same step.
 -- KEYS: sig_key, required...
--- ARGV: active_ttl, members, own_key, fields...
+-- ARGV: active_ttl, members, own_key, prefix, fields...
 -- REPLIES: ok
--- @include lib/prelude
+-- @include lib/indexes
 if redis.call('EXISTS', sig_key) == 1 then return {R.exists} end
 local last_member = KEYS_REST + tonumber(members) - 1
 local seen = {}
@@ -21,8 +21,20 @@ for i = KEYS_REST, #KEYS do
 end
 redis.call('HSET', sig_key, unpack(ARGV, ARGV_REST))
 redis.call('PEXPIRE', sig_key, active_ttl)
+local now = now_ms()
+local f = redis.call('HMGET', sig_key, F.status, F.task, F.ident)
+index_add(prefix .. K.by_status .. f[1], now, own_key, active_ttl)
+index_add(prefix .. K.by_task .. f[2], now, own_key, active_ttl)
+index_add(prefix .. K.roots, now, own_key, active_ttl)
+if f[3] then
+  for name, v in pairs(cjson.decode(f[3])) do
+    index_add(prefix .. K.by_identifier .. name .. '=' .. ident_text(v), now, own_key, active_ttl)
+  end
+end
+local sp = prefix .. K.sig
 for i = KEYS_REST, #KEYS do
   if i <= last_member then redis.call('HSET', KEYS[i], F.parent, own_key, F.parent_index, i - KEYS_REST) end
   redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
+  not_root(prefix, string.sub(KEYS[i], #sp + 1))
 end
 return {R.ok}

@@ -22,8 +22,9 @@ end
 if r ~= run_id then return {R.stale, s} end
 local out = {}
 if succeed then claim_cbs(sig_key, F.callbacks_ok, payload, MODE.inject, out)
-else claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out) end
+else claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out, payload) end
 redis.call('HSET', sig_key, F.status, target, F.last_status, s, succeed and F.result or F.error, payload)
+track(prefix, sig_key, s, target, done_ttl)
 redis.call('HDEL', sig_key, F.parked)
 redis.call('PEXPIRE', sig_key, done_ttl)
 bubble(string.sub(sig_key, #SP + 1), succeed, payload, m or '{}', out)

@@ -5,7 +5,7 @@
 -- ARGV: held, with_error, with_success, prefix
 -- held: the caller's lock tokens (JSON object key -> token)
 -- REPLIES: ok
--- @include lib/prelude
+-- @include lib/indexes
 local ok = kind_of(sig_key)
 if ok == nil then return {R.ok, 0} end
 if ok == false then return {R.corrupt} end
@@ -54,8 +54,11 @@ for _, full in ipairs(doomed) do
   end
 end
 for _, full in ipairs(doomed) do
+  if string.sub(full, 1, #sp) == sp then
+    unindex(prefix, full)
+    -- payloads stored by reference go with their signature
+    redis.call('DEL', prefix .. K.blob .. string.sub(full, #sp + 1))
+  end
   redis.call('DEL', full)
-  -- payloads stored by reference go with their signature
-  if string.sub(full, 1, #sp) == sp then redis.call('DEL', prefix .. K.blob .. string.sub(full, #sp + 1)) end
 end
 return {R.ok, #doomed}

@@ -33,6 +33,7 @@ for i = 1, cnt do
   redis.call('PEXPIRE', mf, active_ttl, 'GT')
   redis.call('RPUSH', XP .. key .. K.members, mk)
   redis.call('RPUSH', XP .. key .. K.queue, mk)
+  not_root(prefix, mk)
 end
 redis.call('HSET', sig_key, F.admitted, n + cnt)
 for _, sfx in ipairs({K.members, K.queue}) do redis.call('PEXPIRE', XP .. key .. sfx, active_ttl) end

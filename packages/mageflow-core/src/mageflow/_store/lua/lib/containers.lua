@@ -5,7 +5,7 @@
 -- dispatches it claimed (an outbox) as JSON, each an entry() whose value
 -- the signature receives injected as a return value (MODE.inject) or merged
 -- as its message (MODE.merge).
--- @include lib/prelude
+-- @include lib/indexes
 local SP, XP = prefix .. K.sig, prefix .. K.swarm
 local PENDING = prefix .. K.pending
 local seq = 0
@@ -20,7 +20,7 @@ local function read(full)
   end
   return kw, meta
 end
-local function claim(mk, how, v, pkw)
+local function claim(mk, how, v, pkw, er)
   local full = SP .. mk
   if not kind_of(full) then return nil end
   local kw, meta = read(full)
@@ -32,14 +32,15 @@ local function claim(mk, how, v, pkw)
   redis.call('HSET', full, F.dispatch, did)
   redis.call('PEXPIRE', full, active_ttl, 'GT')
   local e = entry(mk, did, meta[F.task], meta[F.model], meta[F.kind], kw, pkw or {}, how, v)
+  if er then e[E.error] = er end
   pend(PENDING, full, cjson.encode(e))
   return e
 end
-local function claim_cbs(full, field, v, how, out)
+local function claim_cbs(full, field, v, how, out, er)
   local raw = redis.call('HGET', full, field)
   if not raw or raw == '[]' or raw == '{}' then return end
   for _, ck in ipairs(cjson.decode(raw)) do
-    local e = claim(ck, how, v, {})
+    local e = claim(ck, how, v, {}, er)
     if e then table.insert(out, e) end
   end
 end
@@ -76,6 +77,12 @@ local function swarm_fill(p, pf, out)
     end
   end
 end
+-- error details of a failed swarm (its members have their own)
+local function swarm_err(pf)
+  local f = redis.call('HMGET', pf, F.failed, F.admitted)
+  return cjson.encode({type = 'SwarmFailed',
+                       message = (f[1] or '0') .. ' of ' .. (f[2] or '0') .. ' members failed'})
+end
 local function swarm_outcome(p, pf)
   local f = redis.call('HMGET', pf, F.swarm_closed, F.running, F.succeeded, F.failed, F.admitted)
   if f[1] ~= 'true' or tonumber(f[2] or '0') > 0 then return nil end
@@ -105,13 +112,21 @@ local function outcome_event(result)
   if result == S.done then return EV.succeed end
   return EV.fail
 end
+-- Returns what is reported upward: the result, or the error details.
 local function settle(pf, ps, result, val, input, out)
-  redis.call('HSET', pf, F.status, step(ps, outcome_event(result)), F.last_status, ps)
-  if result == S.done then redis.call('HSET', pf, F.result, val) end
+  local target = step(ps, outcome_event(result))
+  redis.call('HSET', pf, F.status, target, F.last_status, ps)
+  track(prefix, pf, ps, target, done_ttl)
+  if result == S.done then redis.call('HSET', pf, F.result, val)
+  else
+    val = val or swarm_err(pf)
+    redis.call('HSET', pf, F.error, val)
+  end
   redis.call('PEXPIRE', pf, done_ttl)
   keep_alive(pf, done_ttl, true)
   if result == S.done then claim_cbs(pf, F.callbacks_ok, val, MODE.inject, out)
-  else claim_cbs(pf, F.callbacks_err, input or '{}', MODE.merge, out) end
+  else claim_cbs(pf, F.callbacks_err, input or '{}', MODE.merge, out, val) end
+  return val
 end
 -- A member ended: update its container in O(1), start what comes next, and
 -- settle the container (and, in turn, its own container) when it is complete.
@@ -139,12 +154,15 @@ local function bubble(child, succeeded, val, input, out)
           else
             -- the next step is gone or already ran: the chain cannot go on
             result, pin = S.failed, input
+            pval = cjson.encode({type = 'ChainBroken', message = 'step ' .. (idx + 1) .. ' ('
+              .. tasks[idx + 2] .. ') is gone or already ran'})
           end
         else
           result, pval = S.done, val
         end
       else
-        result, pin = S.failed, input
+        -- the chain fails with its step's error details
+        result, pin, pval = S.failed, input, val
       end
     elseif pk == KIND.swarm then
       redis.call('HINCRBY', pf, F.running, -1)
@@ -158,7 +176,7 @@ local function bubble(child, succeeded, val, input, out)
       local cfg = cjson.decode(redis.call('HGET', pf, F.swarm_config))
       local lim = cfg['stop_after_n_failures']
       if (not succeeded) and type(lim) == 'number' and tonumber(redis.call('HGET', pf, F.failed)) >= lim then
-        result, pin = S.failed, input
+        result, pin, pval = S.failed, input, swarm_err(pf)
       else
         swarm_fill(p, pf, out)
         local o, v = swarm_outcome(p, pf)
@@ -184,14 +202,14 @@ local function bubble(child, succeeded, val, input, out)
       keep_alive(pf, active_ttl, false)
       return
     end
-    settle(pf, ps, result, pval, pin, out)
+    pval = settle(pf, ps, result, pval, pin, out)
     child, succeeded, val, input = p, result == S.done, pval, pin
   end
 end
 -- A container reached its outcome outside a member's completion (start of an
 -- empty swarm, close, resume): settle it and report to its own container.
 local function conclude(k, s, result, val, input, out)
-  settle(k, s, result, val, input, out)
+  val = settle(k, s, result, val, input, out)
   bubble(string.sub(k, #SP + 1), result == S.done, val, input, out)
 end
 local function encode(out)

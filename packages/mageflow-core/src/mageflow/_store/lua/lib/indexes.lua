@@ -1,0 +1,40 @@
+-- Query indexes (sorted sets, see keys.py) and status notifications. Every
+-- status write (from step()) is followed by track(): the status index follows
+-- it, and whoever waits for the signature (mageflow.result) is told on its
+-- channel.
+-- Each index write trims the entries older than its TTL, so an index never
+-- lists a signature for longer than the signature can live.
+-- @include lib/prelude
+local function index_add(z, now, member, ttl)
+  redis.call('ZADD', z, now, member)
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now - tonumber(ttl))
+  redis.call('PEXPIRE', z, ttl)
+end
+-- an identifier value in an index name: a string as is, anything else as JSON
+local function ident_text(v)
+  if type(v) == 'string' then return v end
+  return cjson.encode(v)
+end
+local function track(pfx, k, old, new, ttl)
+  local sk = string.sub(k, #pfx + #K.sig + 1)
+  if old and old ~= new then redis.call('ZREM', pfx .. K.by_status .. old, sk) end
+  index_add(pfx .. K.by_status .. new, now_ms(), sk, ttl)
+  redis.call('PUBLISH', pfx .. K.events .. sk, new)
+end
+-- members and callbacks are part of another flow, not roots of their own
+local function not_root(pfx, mk)
+  redis.call('ZREM', pfx .. K.roots, mk)
+end
+-- a signature about to be deleted leaves every index it is listed in
+local function unindex(pfx, k)
+  local sk = string.sub(k, #pfx + #K.sig + 1)
+  local f = redis.call('HMGET', k, F.status, F.task, F.ident)
+  if f[1] then redis.call('ZREM', pfx .. K.by_status .. f[1], sk) end
+  if f[2] then redis.call('ZREM', pfx .. K.by_task .. f[2], sk) end
+  not_root(pfx, sk)
+  if f[3] then
+    for name, v in pairs(cjson.decode(f[3])) do
+      redis.call('ZREM', pfx .. K.by_identifier .. name .. '=' .. ident_text(v), sk)
+    end
+  end
+end

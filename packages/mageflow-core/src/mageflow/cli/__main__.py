@@ -1,0 +1,3 @@
+from mageflow.cli import console
+
+console()
