@@ -142,3 +142,22 @@ async def test_thousands_of_tasks_in_a_swarm_complete_in_order(
     await manager.wait_idle(timeout=120)
     (got,) = seen["collect"]
     assert got.mageflow_results == [i * 10 for i in range(n)]
+
+
+async def test_asign_many_signatures_are_in_the_query_indexes(
+    seen: dict[str, list[Any]],
+) -> None:
+    ok = await mageflow.asign("collect")
+    sigs = await mageflow.asign_many(
+        "order",
+        [{"order_id": i} for i in range(5)],
+        success_callbacks=[ok],
+        task_identifiers={"batch": "b1"},
+    )
+    keys = {s.key for s in sigs}
+    by_task = await mageflow.list_signatures(task="order", limit=100)
+    assert keys <= {s.key for s in by_task}
+    by_ident = await mageflow.list_signatures(identifiers={"batch": "b1"}, limit=100)
+    assert {s.key for s in by_ident} == keys
+    roots = {s.key for s in await mageflow.list_signatures(limit=100)}
+    assert keys <= roots and ok.key not in roots  # a callback is not a root
