@@ -8,7 +8,6 @@ Used by docs/lifecycle.md; run by tests/integration/test_docs_examples.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import timedelta
 
@@ -125,23 +124,30 @@ async def lock_task_holds_the_status() -> None:
     assert await status(sig.key) is SignatureStatus.SUSPENDED
 
 
-async def a_lock_expires() -> None:
+async def a_lock_outlives_lock_ttl() -> None:
     sig = await mageflow.asign("job")
+    locked_in = asyncio.Event()
 
-    async def crashed_holder() -> None:
-        async with mageflow.lock_task(sig.key):
-            await asyncio.sleep(3600)  # never releases
+    async def holder() -> None:
+        # the plain call form: await it for a held lock, release it when done
+        held = await mageflow.lock_task(sig.key, wait=3)
+        locked_in.set()
+        await asyncio.sleep(1.5)  # longer than lock_ttl (1 s here): renewed meanwhile
+        await held.release()
 
-    held = asyncio.create_task(crashed_holder())
-    await asyncio.sleep(0.05)
-    # lock_ttl (1 s here) bounds how long a lost holder blocks everyone else;
-    # wait= (seconds) bounds how long acquiring may wait (default: lock_wait)
-    async with mageflow.lock_task(sig.key, wait=3):
+    holding = asyncio.create_task(holder())
+    await locked_in.wait()
+    await asyncio.sleep(1.1)  # past lock_ttl: the lock is still there
+    try:
+        await mageflow.pause(sig.key)
+    except SignatureLockedError:
+        pass
+    else:
+        raise AssertionError("a live holder's lock does not lapse")
+    await holding
+    async with mageflow.lock_task(sig.key):
         await mageflow.pause(sig.key)  # the lock holder may change the status
     assert await status(sig.key) is SignatureStatus.SUSPENDED
-    held.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await held
 
 
 async def ttls(redis: aioredis.Redis, prefix: str) -> None:
@@ -159,7 +165,7 @@ async def main(redis_url: str) -> None:
         key_prefix=prefix,  # default "mageflow:"
         active_ttl=timedelta(days=7),  # slides on every transition
         done_ttl=timedelta(minutes=10),  # after done/failed/canceled (default 1 day)
-        lock_ttl=timedelta(seconds=1),  # a lost lock_task holder blocks at most this long
+        lock_ttl=timedelta(seconds=1),  # a crashed lock_task holder blocks at most this long
         lock_wait=timedelta(milliseconds=300),  # how long a caller waits for a lock
     )
     async with aioredis.from_url(redis_url, decode_responses=True) as redis:
@@ -167,7 +173,7 @@ async def main(redis_url: str) -> None:
         await parked_run_is_replayed_once()
         await interrupt_cancels_the_run()
         await lock_task_holds_the_status()
-        await a_lock_expires()
+        await a_lock_outlives_lock_ttl()
         await ttls(redis, prefix)
     print("lifecycle: ok")
 

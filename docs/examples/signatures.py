@@ -68,7 +68,8 @@ async def create_signatures() -> TaskSignature:
     )
     assert sig.key == sig.id and sig.key.startswith("order-42-")
     assert sig.kwargs == {"warehouse": "berlin", "priority": "high"}
-    assert sig.model_validators == f"{ProcessOrder.__module__}:ProcessOrder"
+    assert sig.model_validators is ProcessOrder  # the class; the stored path is beside it
+    assert sig.model_validators_path == f"{ProcessOrder.__module__}:ProcessOrder"
     assert sig.success_callbacks == [on_done.key]
     assert sig.error_callbacks == [on_error.key]
     assert sig.status is SignatureStatus.PENDING

@@ -168,6 +168,20 @@ class App:
             await record("e2e-stagger", tag=msg.tag, key=signature.key if signature else None)
             return {"ok": True}
 
+        # per-task options above @mf.task work as well as below it
+        @mf.with_ctx
+        @mf.with_signature
+        @mf.stagger_execution(timedelta(seconds=1))
+        @mf.task(name="e2e-above", input_validator=Echo, execution_timeout=timedelta(seconds=5))
+        async def above(msg: Echo, ctx: Context, signature: TaskSignature | None) -> dict[str, Any]:
+            await record(
+                "e2e-above",
+                tag=msg.tag,
+                ctx=type(ctx).__name__,
+                key=signature.key if signature else None,
+            )
+            return {"ok": True}
+
         @mf.task(name="e2e-slow-flaky", input_validator=SlowFlaky, retries=1)
         @mf.with_ctx
         async def slow_flaky(msg: SlowFlaky, ctx: Context) -> dict[str, Any]:
@@ -207,6 +221,7 @@ class App:
             "ctx": with_ctx,
             "sig": with_sig,
             "stagger": staggered,
+            "above": above,
             "durable": durable,
             "slow_flaky": slow_flaky,
             "spawns_child": spawns_child,

@@ -140,7 +140,7 @@ async def test_chain_result_flow(capp: ContainerApp, tag: str) -> None:
     assert by_key[second]["input"]["prev"] == 6 and by_key[second]["input"]["add"] == 5
     assert by_key[third]["input"]["prev"] == 11 and by_key[third]["input"]["add"] == 100
     assert per_key(starts) == Counter({first: 1, second: 1, third: 1, ok.key: 1})
-    assert await status_of(capp, err.key) == SignatureStatus.PENDING
+    assert await status_of(capp, err.key) == SignatureStatus.SKIPPED  # the branch not taken
 
     # one engine run per step and callback; none for the chain itself
     for key in (first, second, third, ok.key):
@@ -177,7 +177,7 @@ async def test_chain_failure_stops_and_fires_error_once(capp: ContainerApp, tag:
     assert await field(capp, later, "d") is None
     assert await capp.records(tag, "step") == []
     assert await capp.records(tag, "collect") == []
-    assert await status_of(capp, ok.key) == SignatureStatus.PENDING
+    assert await status_of(capp, ok.key) == SignatureStatus.SKIPPED  # the branch not taken
     assert len(await capp.records(tag, "on-error")) == 1
 
 
@@ -506,7 +506,7 @@ async def test_worker_sigkill_mid_swarm_then_restart(
     assert {r["key"] for r in rerun} == lost
     delay = min(r["at"] for r in rerun) - killed_at
     print(f"runs of the killed worker ran again {delay:.1f}s after the kill")
-    assert await status_of(capp, err.key) == SignatureStatus.PENDING
+    assert await status_of(capp, err.key) == SignatureStatus.SKIPPED  # the branch not taken
 
 
 # -- payloads by reference (issue 10) --------------------------------------------------

@@ -57,7 +57,8 @@ async def test_sign_by_name_object_and_client(app: App, tag: str) -> None:
     by_object = await mageflow.sign(app.tasks["charge"])
     by_client = await app.mf.asign("e2e-charge", tag=tag)
     assert by_object.task_name == by_name.task_name == "e2e-charge"
-    assert by_name.model_validators == "tests.e2e.mf_app:Order"
+    assert by_name.model_validators_path == "tests.e2e.mf_app:Order"
+    assert by_name.model_validators is Order
     for i, sig in enumerate((by_name, by_object, by_client)):
         await sig.aio_run_no_wait(Order(order_id=i, tag=tag))
     recs = await wait_records(app, "e2e-charge", tag, 3)
@@ -113,7 +114,7 @@ async def test_error_callback_once_after_final_retry(app: App, tag: str) -> None
     assert recs[0]["input"] == {"order_id": 3, "amount": 1.0, "tag": tag, "reason": "card declined"}
     await wait_status(on_error.key, SignatureStatus.DONE)
     assert await status_of(sig.key) == SignatureStatus.FAILED
-    assert await status_of(ok.key) == SignatureStatus.PENDING
+    assert await status_of(ok.key) == SignatureStatus.SKIPPED  # the branch not taken
     assert len(await app.records("e2e-on-error", tag)) == 1
 
 
@@ -140,7 +141,7 @@ async def test_retry_then_success_fires_only_success(app: App, tag: str) -> None
     assert recs[0]["value"] == {"attempts": 3}
     assert len(await app.records("e2e-flaky", tag)) == 3
     await wait_status(ok.key, SignatureStatus.DONE)
-    assert await status_of(err.key) == SignatureStatus.PENDING
+    assert await status_of(err.key) == SignatureStatus.SKIPPED  # the branch not taken
 
 
 async def test_suspend_before_run_then_resume_runs_once(app: App, tag: str) -> None:
@@ -242,6 +243,31 @@ async def test_with_ctx_with_signature_and_stagger(app: App, tag: str) -> None:
         await wait_status(s.key, SignatureStatus.DONE)
 
 
+async def test_options_above_mf_task_and_stagger_logs_to_the_run_log(app: App, tag: str) -> None:
+    sig = await mageflow.asign("e2e-above")
+    await sig.aio_run_no_wait(Echo(tag=tag))
+    rec = await wait_records(app, "e2e-above", tag)
+    assert rec[0]["ctx"] == "Context" and rec[0]["key"] == sig.key
+    await wait_status(sig.key, SignatureStatus.DONE)
+    staggered = await mageflow.asign("e2e-stagger")
+    await staggered.aio_run_no_wait(Echo(tag=tag))
+    await wait_status(staggered.key, SignatureStatus.DONE)
+
+    async def stagger_line(key: str) -> str | None:
+        for row in await runs_for(app, key):
+            logs = await app.mf.logs.aio_list(task_run_id=row.task_external_id)
+            for line in logs.rows or []:
+                if "stagger_execution delays" in line.message:
+                    return str(line.message)
+        return None
+
+    for key in (sig.key, staggered.key):
+        line = await wait_until(
+            lambda key=key: stagger_line(key), timeout=30, message=f"stagger log of {key}"
+        )
+        assert line is not None and "by " in line
+
+
 async def test_direct_hatchet_run_returns_plain_result(app: App, tag: str) -> None:
     result = await app.tasks["charge"].aio_run(Order(order_id=5, amount=4.0, tag=tag))
     assert result == {"order_id": 5, "total": 8.0}
@@ -327,7 +353,7 @@ async def test_retry_parked_by_suspension_does_not_consume_retries(app: App, tag
     assert receipt[0]["value"] == {"attempt": 2}
     runs = {r["run"] for r in await app.records("e2e-slow-flaky", tag)}
     assert len(runs) == 2  # the parked run ended; resume started a new one
-    assert await status_of(err.key) == SignatureStatus.PENDING
+    assert await status_of(err.key) == SignatureStatus.SKIPPED  # the branch not taken
 
 
 async def test_worker_recovers_a_dispatch_lost_before_the_engine(app: App, tag: str) -> None:
@@ -351,3 +377,25 @@ async def test_child_run_started_inside_a_signature_task_runs(app: App, tag: str
     await wait_status(sig.key, SignatureStatus.DONE)
     done = await mageflow.load_signature(sig.key)
     assert done is not None
+
+
+async def test_a_flow_built_with_thirdmagic_alone_is_submitted_and_runs(app: App, tag: str) -> None:
+    """Issue 11.6 on the real engine: JSON from a thirdmagic-only service, stored and run here."""
+    from thirdmagic import FlowSpec
+    from thirdmagic import TaskSignature as PlainSignature
+
+    receipt = PlainSignature(task_name="e2e-receipt", kwargs={"tag": tag})
+    failed = PlainSignature(task_name="e2e-on-error")
+    charge = PlainSignature(
+        task_name="e2e-charge",
+        model_validators=Order,
+        success_callbacks=[receipt],
+        error_callbacks=[failed],
+    )
+    body = FlowSpec.of(charge).to_json()  # what the other service sends
+    root = await mageflow.submit(body)
+    await root.aio_run_no_wait(Order(order_id=9, amount=2.0, tag=tag))
+    recs = await wait_records(app, "e2e-receipt", tag)
+    assert recs[0]["value"] == {"order_id": 9, "total": 4.0}
+    await wait_status(root.key, SignatureStatus.DONE)
+    await wait_status(failed.key, SignatureStatus.SKIPPED)  # issue 11.8 on the engine

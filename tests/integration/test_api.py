@@ -70,11 +70,11 @@ async def test_asign_by_task_object_uses_its_name_and_model(
     task = _register(manager, [])
     sig = await mageflow.asign(task, priority="high")
     assert sig.task_name == "process-order"
-    assert sig.model_validators == "tests.integration.models:OrderMsg"
+    assert sig.model_validators_path == "tests.integration.models:OrderMsg"
     by_fn = await mageflow.asign(task.fn)
     assert by_fn.task_name == "process-order"
     by_name = await mageflow.asign("process-order")
-    assert by_name.model_validators == "tests.integration.models:OrderMsg"
+    assert by_name.model_validators_path == "tests.integration.models:OrderMsg"
 
 
 async def test_asign_with_every_option() -> None:
@@ -149,7 +149,8 @@ async def test_remove_by_key_removes_callbacks_recursively() -> None:
     await mageflow.remove(sig.key)
     for key in (sig.key, child_ok.key, child_err.key, grandchild.key):
         assert await mageflow.load_signature(key) is None
-    await mageflow.remove(sig.key)  # removing again is a no-op
+    with pytest.raises(SignatureNotFoundError):  # like pause/resume of a missing key
+        await mageflow.remove(sig.key)
 
 
 async def test_delete_signature_leaves_callbacks() -> None:
@@ -350,4 +351,4 @@ async def test_inmemory_task_infers_model_from_postponed_annotation(
 
     assert annotated.input_validator is OrderMsg
     sig = await mageflow.asign(annotated)
-    assert sig.model_validators == "tests.integration.models:OrderMsg"
+    assert sig.model_validators_path == "tests.integration.models:OrderMsg"

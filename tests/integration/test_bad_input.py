@@ -84,10 +84,17 @@ async def test_operations_on_a_missing_key(op: str, raw: Raw) -> None:
     assert await raw.snapshot() == {}
 
 
-async def test_load_and_remove_of_a_missing_key_are_quiet(raw: Raw) -> None:
+async def test_load_of_a_missing_key_is_none_remove_raises_like_pause(raw: Raw) -> None:
     assert await mageflow.load_signature("task-missing") is None
-    await mageflow.remove("task-missing")
-    await TaskSignature.delete_signature("task-missing")
+    for call in (
+        lambda: mageflow.remove("task-missing"),
+        lambda: TaskSignature.delete_signature("task-missing"),
+        lambda: mageflow.pause("task-missing"),
+        lambda: mageflow.resume("task-missing"),
+    ):
+        with pytest.raises(SignatureNotFoundError) as info:
+            await call()
+        assert info.value.key == "task-missing"
     assert await raw.snapshot() == {}
 
 
@@ -453,3 +460,37 @@ async def test_kwargs_option_that_is_not_a_mapping(value: Any, raw: Raw) -> None
 async def test_kwargs_option_from_a_model() -> None:
     sig = await mageflow.asign("t", kwargs=OrderMsg(order_id=3), extra=1)
     assert sig.kwargs == {"order_id": 3, "priority": "low", "extra": 1}
+
+
+# -- issue 11.4: initial status and creation time -------------------------------
+
+
+@pytest.mark.parametrize("status", ["done", "failed", "canceled"])
+async def test_terminal_initial_status_is_refused_naming_the_field(raw: Raw, status: str) -> None:
+    from mageflow import SignatureStatus, TaskStatus
+
+    a = await mageflow.asign("a")
+    b = await mageflow.asign("b")
+    before = await raw.snapshot()
+    for value in (status, SignatureStatus(status), TaskStatus(status=SignatureStatus(status))):
+        with pytest.raises(MageflowValidationError) as info:
+            await mageflow.asign("t", task_status=value)
+        assert info.value.field == "task_status"
+        with pytest.raises(MageflowValidationError) as chained:
+            await mageflow.achain([a, b], task_status=value)
+        assert chained.value.field == "task_status"
+        with pytest.raises(MageflowValidationError) as swarmed:
+            await mageflow.aswarm(task_status=value)
+        assert swarmed.value.field == "task_status"
+    assert await raw.snapshot() == before
+
+
+async def test_naive_creation_time_is_local_time() -> None:
+    from datetime import UTC, datetime
+
+    naive = datetime.now()
+    sig = await mageflow.asign("t", creation_time=naive)
+    loaded = await mageflow.load_signature(sig.key)
+    assert loaded is not None
+    assert loaded.creation_time == naive.astimezone(UTC)
+    assert loaded.creation_time.tzinfo == UTC

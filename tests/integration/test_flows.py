@@ -221,7 +221,7 @@ async def test_failure_after_retries_fires_error_callbacks_once(
     stored = await raw.hash(sig.key)
     assert stored["s"] == "failed"
     assert "RuntimeError: boom 3" in stored["err"]
-    assert await raw.status(ok.key) == "pending"
+    assert await raw.status(ok.key) == "skipped"  # the branch not taken (issue 11.8)
     (parent_run,) = _records(manager, "flaky")
     assert parent_run.attempts == 3
     assert parent_run.status == "failed"
@@ -265,7 +265,7 @@ async def test_retry_then_success_fires_only_success_callbacks(
     assert rec.of("on-error") == []
     assert [m.total for m in rec.of("on-ok")] == [99]
     assert await raw.status(sig.key) == "done"
-    assert await raw.status(err.key) == "pending"
+    assert await raw.status(err.key) == "skipped"  # the branch not taken (issue 11.8)
 
 
 # -- suspend / resume ----------------------------------------------------------------------

@@ -145,21 +145,23 @@ async def test_lock_expires_so_a_crashed_holder_cannot_freeze(raw: Raw) -> None:
     assert await raw.status(sig.key) == "suspended"
 
 
-async def test_expired_holder_does_not_release_the_next_holders_lock(raw: Raw) -> None:
+async def test_lost_holder_does_not_release_the_next_holders_lock(raw: Raw) -> None:
     sig = await mageflow.asign("t")
     lock_key = raw.rt.store.keys.lock(sig.key)
     second_in = asyncio.Event()
     first_done = asyncio.Event()
 
     async def first() -> None:
-        async with mageflow.lock_task(sig.key):
-            await eventually(lambda: _gone(raw, lock_key), timeout=LOCK_TTL + 2, what="expiry")
-            await second_in.wait()
+        with pytest.raises(mageflow.LockLostError) as lost:
+            async with mageflow.lock_task(sig.key):
+                await raw.client.delete(lock_key)  # the lock vanishes under the holder
+                await second_in.wait()
+                await asyncio.sleep(LOCK_TTL / 2)  # a renewal is due: it finds the lock taken
+        assert lost.value.key == sig.key
         first_done.set()
 
     async def second() -> None:
-        await eventually(lambda: _gone(raw, lock_key), timeout=LOCK_TTL + 2, what="expiry")
-        async with mageflow.lock_task(sig.key):
+        async with mageflow.lock_task(sig.key, wait=2):
             second_in.set()
             await first_done.wait()
             # The first holder's exit did not delete this holder's lock.
@@ -203,3 +205,100 @@ async def test_lock_on_missing_key_fails_fast() -> None:
         async with mageflow.lock_task("task-nope"):
             pass
     assert time.monotonic() - started < LOCK_WAIT
+
+
+# -- issue 11.2: lock_task keeps its promise ---------------------------------------
+
+
+async def test_plain_call_form_really_locks(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+    held = await mageflow.lock_task(sig.key)
+    assert held.signature.key == sig.key
+
+    async def other() -> None:
+        await mageflow.pause(sig.key)
+
+    with pytest.raises(SignatureLockedError):
+        await asyncio.create_task(other(), context=contextvars.Context())
+    await mageflow.pause(sig.key)  # the holder may
+    await held.release()
+    await mageflow.resume(sig.key)  # released: anyone may
+    assert await raw.status(sig.key) == "pending"
+
+
+async def test_a_handle_never_awaited_or_entered_says_no_lock_was_taken(
+    raw: Raw, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    sig = await mageflow.asign("t")
+    with pytest.warns(RuntimeWarning, match="no lock was taken"):
+        mageflow.lock_task(sig.key)
+        gc.collect()
+    assert "no lock was taken" in caplog.text
+    await mageflow.pause(sig.key)  # and indeed nothing is locked
+
+
+async def test_unknown_keyword_is_refused_at_call_time() -> None:
+    with pytest.raises(TypeError, match="timeout"):
+        mageflow.lock_task("task-anything", timeout=3)  # type: ignore[call-arg]
+    with pytest.raises(mageflow.MageflowValidationError, match="wait"):
+        mageflow.lock_task("task-anything", wait="soon")
+
+
+async def test_lock_does_not_lapse_while_the_holder_is_inside(raw: Raw) -> None:
+    sig = await mageflow.asign("t")
+
+    async def other() -> None:
+        await mageflow.pause(sig.key)
+
+    async with mageflow.lock_task(sig.key):
+        await asyncio.sleep(LOCK_TTL * 3)  # three lock_ttl periods
+        assert await raw.client.exists(raw.rt.store.keys.lock(sig.key)) == 1
+        with pytest.raises(SignatureLockedError):
+            await asyncio.create_task(other(), context=contextvars.Context())
+        assert await raw.status(sig.key) == "pending"
+
+
+async def test_container_member_locks_are_renewed_too(raw: Raw) -> None:
+    a = await mageflow.asign("a")
+    b = await mageflow.asign("b")
+    chain = await mageflow.achain([a, b])
+    async with mageflow.lock_task(chain.key):
+        await asyncio.sleep(LOCK_TTL * 2)
+        for k in (chain.key, a.key, b.key):
+            assert await raw.client.exists(raw.rt.store.keys.lock(k)) == 1
+
+
+async def test_a_failed_renewal_is_loud(raw: Raw, caplog: pytest.LogCaptureFixture) -> None:
+    sig = await mageflow.asign("t")
+    with pytest.raises(mageflow.LockLostError, match=sig.key):
+        async with mageflow.lock_task(sig.key):
+            await raw.client.delete(raw.rt.store.keys.lock(sig.key))
+            await asyncio.sleep(LOCK_TTL)  # at least one renewal
+            assert "was lost while held" in caplog.text
+
+
+async def test_a_renewal_store_error_is_loud_and_fatal_only_past_lock_ttl(
+    raw: Raw, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = raw.rt.store
+    real = store.renew_lock
+    failing = {"on": True}
+
+    async def flaky(key: str, token: str) -> bool:
+        if failing["on"]:
+            raise mageflow.StoreError("redis is unreachable (test)", key=key)
+        return await real(key, token)
+
+    monkeypatch.setattr(store, "renew_lock", flaky)
+    sig = await mageflow.asign("t")
+    async with mageflow.lock_task(sig.key):
+        await asyncio.sleep(LOCK_TTL / 2)  # one failed renewal, within lock_ttl
+        assert "renewing the lock" in caplog.text
+        failing["on"] = False
+        await asyncio.sleep(LOCK_TTL / 2)  # the next one succeeds: not lost
+    failing["on"] = True
+    with pytest.raises(mageflow.LockLostError, match="longer than lock_ttl"):
+        async with mageflow.lock_task(sig.key):
+            await asyncio.sleep(LOCK_TTL * 1.6)

@@ -143,7 +143,10 @@ def test_header_holds_python_constants() -> None:
     source = SCRIPTS["transition"].source
     assert f'local SCHEMA_VERSION = "{keys.SCHEMA_VERSION}"' in source
     assert '["pending|suspend"] = "suspended"' in source
-    assert "local TERMINAL = {\n  canceled = true, done = true, failed = true,\n}" in source
+    assert (
+        "local TERMINAL = {\n  canceled = true, done = true, failed = true, skipped = true,\n}"
+        in source
+    )
     assert (
         "local sig_key = KEYS[1]\nlocal lock_key = KEYS[2]\nlocal pending_key = KEYS[3]\n" in source
     )
@@ -200,7 +203,7 @@ EVENTS_BY_SCRIPT = {
     "dispatch": {"EV.start"},
     "finish": {"succeed and EV.succeed or EV.fail", "outcome_event(result)"},
     "swarm_close": {"outcome_event(result)"},
-    "transition": {"event", "EV.start"},
+    "transition": {"event", "EV.start", "EV.retry"},
 }
 
 
@@ -252,7 +255,7 @@ def test_step_reads_the_generated_table_only() -> None:
 
 
 def test_transition_refuses_run_events() -> None:
-    assert {e.value for e in scripts.RUN_EVENTS} == {"start", "succeed", "fail"}
+    assert {e.value for e in scripts.RUN_EVENTS} == {"start", "succeed", "fail", "skip"}
     code = _code(SCRIPTS["transition"].body)
     refuse = code.index("if RUN_EVENT[event] then return {R.invalid")
     assert refuse < code.index("step(s, event")

@@ -101,7 +101,7 @@ def test_round_trip_keeps_timezone_and_status() -> None:
     assert again.creation_time == datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     assert again.creation_time.utcoffset() == timedelta(0)
     assert again.task_status == TaskStatus(status="suspended", last_status="active")
-    assert again.model_validators == f"{__name__}:OrderInput"
+    assert again.model_validators_path == f"{__name__}:OrderInput"
     assert again.validator_model() is OrderInput
 
 
@@ -118,9 +118,11 @@ def test_creation_time_other_timezone_is_normalised_to_utc() -> None:
     assert sig.creation_time.tzinfo == UTC
 
 
-def test_naive_creation_time_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"creation_time.*timezone-aware"):
-        TaskSignature(task_name="t", creation_time=datetime(2024, 1, 1))
+def test_naive_creation_time_is_local_time_stored_as_utc() -> None:
+    naive = datetime(2024, 1, 1, 12, 30)
+    sig = TaskSignature(task_name="t", creation_time=naive)
+    assert sig.creation_time.tzinfo == UTC
+    assert sig.creation_time == naive.astimezone(UTC)  # the process's local time zone
 
 
 # -- key / id ------------------------------------------------------------------
@@ -186,9 +188,9 @@ def test_chain_tasks_accept_signatures_or_keys() -> None:
 
 def test_model_validators_is_stored_as_import_path() -> None:
     sig = TaskSignature(task_name="t", model_validators=OrderInput)
-    assert sig.model_validators == f"{__name__}:OrderInput"
+    assert sig.model_validators_path == f"{__name__}:OrderInput"
     dumped = sig.model_dump(mode="json")
-    assert dumped["model_validators"] == f"{__name__}:OrderInput"
+    assert dumped["model_validators_path"] == f"{__name__}:OrderInput"
     assert "pickle" not in sig.model_dump_json()
     assert sig.validator_model() is OrderInput
 
@@ -289,11 +291,23 @@ def test_to_json_value_names_the_field() -> None:
     assert "kwargs.s" in str(info.value)
 
 
-def test_swarm_config_bounds() -> None:
-    with pytest.raises(ValidationError):
-        SwarmConfig(max_concurrency=0)
-    with pytest.raises(ValidationError):
-        SwarmConfig(max_task_allowed=0)
+def test_swarm_config_bounds_raise_mageflow_validation_error_naming_the_field() -> None:
+    for name in ("max_concurrency", "max_task_allowed", "stop_after_n_failures"):
+        with pytest.raises(MageflowValidationError, match=name) as info:
+            SwarmConfig(**{name: 0})
+        assert info.value.field == name
+    with pytest.raises(MageflowValidationError) as bad_type:
+        SwarmConfig(max_concurrency="many")
+    assert bad_type.value.field == "max_concurrency"
+
+
+def test_thirdmagic_signature_errors_name_the_field() -> None:
+    with pytest.raises(MageflowValidationError) as info:
+        TaskSignature(task_name="t", kwargs={"when": object()})
+    assert info.value.field == "kwargs.when"
+    with pytest.raises(MageflowValidationError) as missing:
+        TaskSignature()  # type: ignore[call-arg]
+    assert missing.value.field == "task_name"
 
 
 def test_model_validators_with_two_return_values_is_rejected_naming_both() -> None:

@@ -21,10 +21,30 @@ S = SignatureStatus
 E = LifecycleEvent
 
 # An independent statement of the table; "." is an invalid transition.
-# columns: start, succeed, fail, suspend, interrupt, resume, cancel, retry
+# columns: start, succeed, fail, suspend, interrupt, resume, cancel, retry, skip
 EXPECTED = {
-    S.PENDING: ["active", ".", ".", "suspended", "interrupted", "pending", "canceled", "."],
-    S.ACTIVE: ["active", "done", "failed", "suspended", "interrupted", "active", "canceled", "."],
+    S.PENDING: [
+        "active",
+        ".",
+        ".",
+        "suspended",
+        "interrupted",
+        "pending",
+        "canceled",
+        ".",
+        "skipped",
+    ],
+    S.ACTIVE: [
+        "active",
+        "done",
+        "failed",
+        "suspended",
+        "interrupted",
+        "active",
+        "canceled",
+        ".",
+        ".",
+    ],
     S.SUSPENDED: [
         "suspended",
         "done",
@@ -34,13 +54,15 @@ EXPECTED = {
         PREVIOUS,
         "canceled",
         ".",
+        "skipped",
     ],
-    S.INTERRUPTED: [".", ".", ".", ".", "interrupted", "pending", "canceled", "."],
-    S.DONE: [".", "done", ".", ".", ".", ".", ".", "."],
-    S.FAILED: [".", ".", "failed", ".", ".", ".", ".", "pending"],
-    S.CANCELED: [".", ".", ".", ".", ".", ".", "canceled", "pending"],
+    S.INTERRUPTED: [".", ".", ".", ".", "interrupted", "pending", "canceled", ".", "skipped"],
+    S.DONE: [".", "done", ".", ".", ".", ".", ".", ".", "."],
+    S.FAILED: [".", ".", "failed", ".", ".", ".", ".", "pending", "."],
+    S.CANCELED: [".", ".", ".", ".", ".", ".", "canceled", "pending", "."],
+    S.SKIPPED: [".", ".", ".", ".", ".", ".", ".", "pending", "skipped"],
 }
-EVENTS = [E.START, E.SUCCEED, E.FAIL, E.SUSPEND, E.INTERRUPT, E.RESUME, E.CANCEL, E.RETRY]
+EVENTS = [E.START, E.SUCCEED, E.FAIL, E.SUSPEND, E.INTERRUPT, E.RESUME, E.CANCEL, E.RETRY, E.SKIP]
 CELLS = [(s, e, EXPECTED[s][i]) for s in S for i, e in enumerate(EVENTS)]
 
 
@@ -53,6 +75,7 @@ def test_statuses_and_events() -> None:
         "done",
         "failed",
         "canceled",
+        "skipped",
     }
     assert set(EVENTS) == set(E)
     assert {p.value for p in PauseActionTypes} == {"suspend", "interrupt"}
@@ -85,7 +108,7 @@ def test_docstring_table_matches_transitions() -> None:
     rows = {}
     for line in doc.splitlines():
         parts = line.split()
-        if parts and parts[0] in {s.value for s in S} and len(parts) == 9:
+        if parts and parts[0] in {s.value for s in S} and len(parts) == 1 + len(EVENTS):
             rows[S(parts[0])] = parts[1:]
     assert set(rows) == set(S)
     for s, cells in rows.items():
@@ -110,7 +133,7 @@ def test_resume_from_suspended_without_previous_is_pending() -> None:
 
 
 def test_terminal_statuses() -> None:
-    assert frozenset({S.DONE, S.FAILED, S.CANCELED}) == TERMINAL_STATUSES
+    assert frozenset({S.DONE, S.FAILED, S.CANCELED, S.SKIPPED}) == TERMINAL_STATUSES
     for terminal in TERMINAL_STATUSES:
         # A terminal status only accepts the event that repeats how it ended,
         # and retry (failed and canceled), which starts a new attempt.

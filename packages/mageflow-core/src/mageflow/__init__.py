@@ -18,7 +18,9 @@ from thirdmagic import (
     EngineError,
     ErrorDetails,
     ErrorInfo,
+    FlowSpec,
     InvalidTransitionError,
+    LockLostError,
     MageflowError,
     MageflowValidationError,
     NotFoundError,
@@ -55,6 +57,7 @@ from mageflow._api import (
     recover,
     remove,
     resume,
+    submit,
 )
 
 # The ``import X as X`` names are importable for compatibility but kept out of
@@ -101,7 +104,9 @@ __all__ = [
     "EngineError",
     "ErrorDetails",
     "ErrorInfo",
+    "FlowSpec",
     "InvalidTransitionError",
+    "LockLostError",
     "MageflowConfig",
     "MageflowError",
     "MageflowRuntime",
@@ -145,6 +150,7 @@ __all__ = [
     "resume",
     "retry",
     "stuck_signatures",
+    "submit",
 ]
 
 _ADAPTER_GROUP = "mageflow.adapters"
@@ -158,7 +164,8 @@ def __getattr__(name: str) -> Any:
         if not found:
             raise ConfigurationError(
                 "mageflow.Mageflow needs an engine adapter: install mageflow-hatchet "
-                "(pip install mageflow-hatchet)"
+                "(build it from the MageFlow repository: uv build --all-packages, then "
+                "pip install dist/mageflow_hatchet-*.whl; it is not on PyPI)"
             )
         preferred = next((ep for ep in found if ep.name == "hatchet"), found[0])
         value = preferred.load()

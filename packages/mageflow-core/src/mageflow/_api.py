@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from thirdmagic.backend import current_backend
-from thirdmagic.errors import ConfigurationError, SignatureNotFoundError
+from thirdmagic.errors import ConfigurationError
 from thirdmagic.signature import (
     ChainSignature,
     Signature,
@@ -21,6 +20,7 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, PauseActionTypes, pause_event
 
+from mageflow._lock_handle import LockHandle, check_lock_options
 from mageflow._runtime import MageflowRuntime
 from mageflow._store.redis_store import RedisStore
 from mageflow.config import MageflowConfig
@@ -43,6 +43,7 @@ __all__ = [
     "resume",
     "resume_task",
     "sign",
+    "submit",
     "swarm",
 ]
 
@@ -170,6 +171,17 @@ async def aswarm(
 swarm = aswarm
 
 
+async def submit(spec: Any) -> Signature:
+    """Store a flow built elsewhere — with ``thirdmagic`` alone — and return its root.
+
+    ``spec`` is a ``thirdmagic.FlowSpec``, its JSON text or dict form, or a
+    signature object (with the signature objects attached to it as callbacks
+    or members). All or nothing: if any signature is refused, nothing of the
+    spec stays stored. Run the returned signature with ``aio_run_no_wait``.
+    """
+    return await get_runtime().submit(spec)
+
+
 async def load_signature(key: str) -> Signature | None:
     """The signature stored under ``key``, or None."""
     return await get_runtime().load(key)
@@ -198,25 +210,18 @@ async def remove(key: str, with_error: bool = True, with_success: bool = True) -
     await get_runtime().remove(key, with_error=with_error, with_success=with_success)
 
 
-@asynccontextmanager
-async def _locked(key: str, wait: timedelta | float | None) -> AsyncIterator[Signature]:
-    async with get_runtime().lock(key, wait=wait) as sig:
-        if sig is None:
-            raise SignatureNotFoundError(key)
-        yield sig
-
-
-def lock_task(
-    key: str, *, wait: timedelta | float | None = None
-) -> AbstractAsyncContextManager[Signature]:
-    """Async context manager holding ``key`` locked; yields the signature.
+def lock_task(key: str, *, wait: timedelta | float | None = None) -> LockHandle:
+    """Hold ``key`` locked: ``async with lock_task(key) as sig`` or ``held = await lock_task(key)``.
 
     While held, no other caller can change the signature's status or delete
     it: they wait up to ``lock_wait`` and then get ``SignatureLockedError``.
-    The lock expires after ``lock_ttl`` so a crashed holder cannot freeze the
-    signature. ``wait=`` (seconds) bounds how long acquiring may wait.
+    The lock is renewed in the background while held; it expires after
+    ``lock_ttl`` only when its holder is gone. ``wait=`` (seconds or a
+    timedelta) bounds how long acquiring may wait. Any other keyword is
+    refused when ``lock_task`` is called (``TypeError`` naming it), not when
+    the block starts.
     """
-    return _locked(key, wait)
+    return LockHandle(key, get_runtime, check_lock_options({"wait": wait}))
 
 
 async def recover(older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:

@@ -19,9 +19,11 @@ from thirdmagic.signature import (
     SwarmSignature,
     TaskSignature,
 )
+from thirdmagic.signature import validation_error as _validation_error
 from thirdmagic.status import SignatureStatus, TaskStatus
 
-from mageflow import _bulk, _locks, _merge
+from mageflow import _handover, _locks, _merge
+from mageflow._intake import check_kwargs, check_new
 
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
@@ -45,16 +47,17 @@ SIGNATURE_OPTIONS = frozenset(
 
 def validation_error(exc: ValidationError) -> MageflowValidationError:
     """The MageflowValidationError a model validator raised (pydantic wraps it), or
-    one built from the first error, naming the field."""
-    first = exc.errors()[0]
-    original = (first.get("ctx") or {}).get("error")
-    if isinstance(original, MageflowValidationError):
-        return original
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
+    one built from the first error, naming the field (with its path)."""
+    return _validation_error(exc)
 
 
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+_CHAIN_OPTIONS = frozenset({"success", "error", "name", "tasks"})
+_SWARM_OPTIONS = frozenset({"tasks", "config", "is_swarm_closed", "name"})
+
+
+def split_options(
+    options: dict[str, Any], also: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(signature fields, bound kwargs)`` from the keywords of ``asign``/``achain``/``aswarm``.
 
     A keyword naming a signature field sets that field (``id`` is the legacy
@@ -74,11 +77,15 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
             f"kwargs: expected a mapping of names to values, got {type(given).__name__}",
             field="kwargs",
         )
+    # a misspelled option or a signature as a kwarg value is refused, not bound
+    check_kwargs(extra, given, SIGNATURE_OPTIONS | also)
     return fields, {**given, **extra}
 
 
 async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSignature:
     """Create and store a signature (one round trip)."""
+    if isinstance(task, TaskSignature):
+        return await _sign_unsaved(runtime, task, options)
     sig = task_signature(runtime, task, **options)
     await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
     return sig
@@ -104,6 +111,21 @@ def task_signature(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskS
         sig = TaskSignature(task_name=task_name, kwargs=bound, **fields)
     except ValidationError as exc:
         raise validation_error(exc) from exc
+    check_new(sig)
+    return sig
+
+
+async def _sign_unsaved(
+    runtime: MageflowRuntime, sig: TaskSignature, options: dict[str, Any]
+) -> TaskSignature:
+    # a signature built with thirdmagic alone: store it as it is
+    if options:
+        first = next(iter(options))
+        raise MageflowValidationError(
+            f"{first}: options cannot be combined with a signature object; set them on it",
+            field=first,
+        )
+    await _handover.submit(runtime, sig)
     return sig
 
 
@@ -125,39 +147,11 @@ def resolve_task(runtime: MageflowRuntime, task: Any) -> tuple[str, type[BaseMod
 
 
 async def member_keys(runtime: MageflowRuntime, tasks: Any) -> list[str]:
-    """Keys for a list of signatures, keys, task names or task objects.
+    """Keys for a list of signatures (stored or not), keys, task names or task objects.
 
-    A string that names a stored signature is taken as its key; any other
-    string is a task name and is signed here.
+    See ``_handover.member_keys``, which also returns what it created.
     """
-    items = (
-        [tasks]
-        if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple))
-        else list(tasks)
-    )
-    strings = list(dict.fromkeys(t for t in items if isinstance(t, str)))
-    stored: set[str] = set()
-    if strings:
-        found = await runtime.store.load_many(strings)
-        stored = {k for k, sig in zip(strings, found, strict=True) if sig is not None}
-    keys: list[str | None] = []
-    # everything else is signed in bulk, grouped by task: O(N / batch) round trips
-    unsigned: dict[str, tuple[Any, list[int]]] = {}
-    for i, item in enumerate(items):
-        if isinstance(item, Signature):
-            keys.append(item.key)
-        elif isinstance(item, str) and item in stored:
-            keys.append(item)
-        else:
-            keys.append(None)
-            name, _ = resolve_task(runtime, item)
-            unsigned.setdefault(name, (item, []))[1].append(i)
-    for task, positions in unsigned.values():
-        for i, key in zip(
-            positions, await _bulk.member_keys(runtime, task, len(positions)), strict=True
-        ):
-            keys[i] = key
-    return [k for k in keys if k is not None]
+    return (await _handover.member_keys(runtime, tasks))[0]
 
 
 async def chain(
@@ -172,12 +166,10 @@ async def chain(
         raise MageflowValidationError(
             "tasks: a chain needs a list of two or more tasks", field="tasks"
         )
-    fields, bound = split_options(options)
-    members = await member_keys(runtime, tasks)
+    fields, bound = split_options(options, _CHAIN_OPTIONS)
     try:
         sig = ChainSignature(
             task_name=name or "mageflow.chain",
-            tasks=members,
             kwargs=bound,
             success_callbacks=success or fields.pop("success_callbacks", None) or [],
             error_callbacks=error or fields.pop("error_callbacks", None) or [],
@@ -185,7 +177,18 @@ async def chain(
         )
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks], members=members)
+    check_new(sig)
+    # members are signed only once the chain itself is known to be acceptable,
+    # and removed again if storing it is refused: no orphans either way
+    members, created = await _handover.member_keys(runtime, tasks)
+    sig.tasks = members
+    try:
+        await runtime.store.create(
+            sig, [*sig.success_callbacks, *sig.error_callbacks], members=members
+        )
+    except BaseException:
+        await _handover.discard(runtime, created)
+        raise
     return sig
 
 
@@ -199,7 +202,7 @@ async def swarm(
     name: str | None = None,
     **options: Any,
 ) -> SwarmSignature:
-    fields, bound = split_options(options)
+    fields, bound = split_options(options, _SWARM_OPTIONS)
     if config is not None and not isinstance(config, SwarmConfig):
         raise MageflowValidationError(
             f"config: expected a SwarmConfig, got {type(config).__name__}", field="config"
@@ -215,6 +218,7 @@ async def swarm(
         )
     except ValidationError as exc:
         raise validation_error(exc) from exc
+    check_new(sig)
     await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
     if tasks:
         await swarm_add(runtime, sig, tasks, None)
@@ -229,24 +233,30 @@ async def swarm_add(
 ) -> list[str]:
     """Admit tasks into a swarm; with ``msgs`` each gets its own message."""
     key = signature.key
-    members = await member_keys(runtime, tasks)
-    if msgs is not None and len(msgs) != len(members):
+    count = len(tasks) if isinstance(tasks, (list, tuple)) else 1
+    if msgs is not None and len(msgs) != count:
         raise MageflowValidationError(
-            f"msgs: expected one message per task ({len(members)}), got {len(msgs)}",
+            f"msgs: expected one message per task ({count}), got {len(msgs)}",
             field="msgs",
         )
-    pairs = [
-        (m, _merge.message_data(msgs[i]) if msgs is not None else None)
-        for i, m in enumerate(members)
-    ]
+    members, created = await _handover.member_keys(runtime, tasks)
     store = runtime.store
-    outbox = await _locks.waiting_for_lock(
-        store.config,
-        key,
-        lambda: store.swarm_add(
-            key, pairs, token=_locks.token(key), dispatch_prefix=runtime.new_dispatch_id()
-        ),
-    )
+    try:
+        pairs = [
+            (m, _merge.message_data(msgs[i]) if msgs is not None else None)
+            for i, m in enumerate(members)
+        ]
+        outbox = await _locks.waiting_for_lock(
+            store.config,
+            key,
+            lambda: store.swarm_add(
+                key, pairs, token=_locks.token(key), dispatch_prefix=runtime.new_dispatch_id()
+            ),
+        )
+    except BaseException:
+        # refused (closed, full, locked ...): members signed for it go too
+        await _handover.discard(runtime, created)
+        raise
     await runtime.dispatch_outbox(outbox)
     return members
 

@@ -100,7 +100,7 @@ async def _create(
     from mageflow._build import task_signature  # _build signs swarm members through here
 
     template = task_signature(runtime, task, **options)
-    model = runtime.model_for(template.task_name, template.model_validators)
+    model = runtime.model_for(template.task_name, template.model_validators_path)
     shared = dict(template.kwargs)
     errors: list[tuple[int, str, str]] = []
     kwargs_of = [_item_kwargs(i, item, model, errors) for i, item in enumerate(items)]

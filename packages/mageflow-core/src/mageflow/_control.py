@@ -73,7 +73,7 @@ async def _fire_error_callbacks(runtime: MageflowRuntime, key: str) -> None:
         cb = await runtime.load(cb_key)
         if cb is None or cb.status.value != "pending":
             continue
-        model = runtime.model_for(cb.task_name, cb.model_validators)
+        model = runtime.model_for(cb.task_name, cb.model_validators_path)
         data = dict(original if isinstance(original, dict) else {})
         marked = resolve_error_field(model)
         if marked is not None:
@@ -159,7 +159,7 @@ async def clone(
     return await runtime.sign(
         sig.task_name,
         kwargs=kwargs,
-        model_validators=sig.model_validators,
+        model_validators=sig.model_validators_path,
         success_callbacks=ok,
         error_callbacks=err,
         task_identifiers=idents,

@@ -74,7 +74,7 @@ async def describe(runtime: MageflowRuntime, key: str) -> dict[str, Any]:
             "kwargs": dict(sig.kwargs),
             "success_callbacks": sig.success_callbacks,
             "error_callbacks": sig.error_callbacks,
-            "model_validators": sig.model_validators,
+            "model_validators": sig.model_validators_path,
             "input": _json_or_none(raw.get(F.input) or raw.get(F.start_value)),
             "parked_input": _json_or_none(raw.get(F.parked)),
             "result": _json_or_none(raw.get(F.result)),

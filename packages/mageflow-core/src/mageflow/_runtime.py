@@ -29,6 +29,7 @@ from thirdmagic.errors import (
     EngineError,
     MageflowError,
     MageflowValidationError,
+    SignatureNotFoundError,
 )
 from thirdmagic.outcome import ContainerProgress, resolve_error_field
 from thirdmagic.signature import (
@@ -42,7 +43,17 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _bulk, _control, _lifecycle, _locks, _merge, _payloads, _worker
+from mageflow import (
+    _build,
+    _bulk,
+    _control,
+    _handover,
+    _lifecycle,
+    _locks,
+    _merge,
+    _payloads,
+    _worker,
+)
 from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
@@ -120,7 +131,11 @@ class MageflowRuntime:
             return None
         return self.manager.describe(DescribeRequest(task=task))
 
-    def model_for(self, task_name: str, model_path: str | None) -> type[BaseModel] | None:
+    def model_for(
+        self, task_name: str, model_path: str | type[BaseModel] | None
+    ) -> type[BaseModel] | None:
+        if isinstance(model_path, type):
+            return model_path
         if model_path:
             try:
                 return import_model(model_path)
@@ -144,6 +159,10 @@ class MageflowRuntime:
     ) -> list[TaskSignature]:
         """One stored signature of ``task`` per item of bound kwargs (O(N / batch) round trips)."""
         return await _bulk.sign_many(self, task, items, **options)
+
+    async def submit(self, spec: Any) -> Signature:
+        """Store a FlowSpec / signature built elsewhere (all or nothing); return its root."""
+        return await _handover.submit(self, spec)
 
     async def chain(
         self,
@@ -201,7 +220,7 @@ class MageflowRuntime:
             await self.start_container(key, dispatch_id="", mode="merge", value=value, inherited={})
             return
         data = _merge.task_input(msg, dict(signature.kwargs))
-        model = self.model_for(signature.task_name, signature.model_validators)
+        model = self.model_for(signature.task_name, signature.model_validators_path)
         if model is not None:
             validated = _merge.validate_input(model, data, key=key, task_name=signature.task_name)
             data = validated.model_dump(mode="json", by_alias=True)
@@ -232,7 +251,7 @@ class MageflowRuntime:
         )
 
     async def remove(self, key: str, *, with_error: bool, with_success: bool) -> None:
-        await self._waiting_for_lock(
+        removed = await self._waiting_for_lock(
             key,
             lambda: self.store.remove(
                 key,
@@ -242,6 +261,9 @@ class MageflowRuntime:
                 held=_locks.held(),
             ),
         )
+        if not removed:
+            # like pause/resume: a key that names nothing is an error, not a no-op
+            raise SignatureNotFoundError(key)
 
     async def apply(self, key: str, event: LifecycleEvent) -> TaskStatus:
         """Apply a lifecycle event to ``key`` (and a container's members)."""

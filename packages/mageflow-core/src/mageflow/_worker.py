@@ -61,7 +61,7 @@ async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutco
     # attempt like an exception from the body: otherwise the signature would
     # stay active forever and no error callback would fire.
     try:
-        model = request.model or runtime.model_for(sig.task_name, sig.model_validators)
+        model = request.model or runtime.model_for(sig.task_name, sig.model_validators_path)
         payload = await _payloads.resolve_input(store, request.payload, model)
         data = _merge.rebind_at_start(payload, dict(sig.kwargs), model)
         arg: Any = data

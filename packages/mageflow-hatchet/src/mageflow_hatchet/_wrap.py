@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -18,6 +19,7 @@ from hatchet_sdk.exceptions import NonRetryableException
 from hatchet_sdk.utils.timedelta_to_expression import expr_to_timedelta
 from mageflow.engine import DISPATCH_ID_META, SIGNATURE_KEY_META, TASK_META, RunRequest
 from pydantic import BaseModel
+from thirdmagic.errors import ConfigurationError
 from thirdmagic.params import AcceptParams
 
 from mageflow_hatchet._errors import ExecutionTimeoutError, to_hatchet_signal
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from mageflow import MageflowRuntime
     from thirdmagic.signature import Signature
 
-__all__ = ["TaskFlags", "flags_of", "make_wrapper"]
+__all__ = ["TaskFlags", "flags_of", "make_wrapper", "share_flags"]
 
 log = logging.getLogger("mageflow.hatchet")
 
@@ -40,14 +42,35 @@ class TaskFlags:
     stagger: timedelta | None = None
 
 
-def flags_of(fn: Callable[..., Any]) -> TaskFlags:
+def flags_of(fn: Callable[..., Any], *, strict: bool = True) -> TaskFlags:
+    """The per-task options of a task function, or of a task ``mf.task`` registered.
+
+    A task registered by ``mf.task`` shares its function's flags, so
+    ``with_ctx``/``with_signature``/``stagger_execution`` work above or below
+    ``@mf.task``. Anything else (a task registered by Hatchet directly) is
+    refused: the option would be silently ignored.
+    """
     # A bound method cannot take attributes; its underlying function can.
     target = getattr(fn, "__func__", fn)
     flags = getattr(target, _FLAGS_ATTR, None)
-    if flags is None:
-        flags = TaskFlags()
+    if isinstance(flags, TaskFlags):
+        return flags
+    if strict and not inspect.isfunction(target):
+        raise ConfigurationError(
+            f"{target!r} is neither a function nor a task registered with mf.task: "
+            "with_ctx, with_signature and stagger_execution decorate the task function, "
+            "above or below @mf.task"
+        )
+    flags = TaskFlags()
+    # an object without attributes: options can only come from mf.task's flags
+    with contextlib.suppress(AttributeError, TypeError):
         setattr(target, _FLAGS_ATTR, flags)
     return flags
+
+
+def share_flags(task: Any, fn: Callable[..., Any]) -> None:
+    """Let options applied to the registered task object reach the wrapped function."""
+    setattr(task, _FLAGS_ATTR, flags_of(fn, strict=False))
 
 
 def _seconds(value: Any, default: float) -> float:
@@ -78,7 +101,7 @@ def make_wrapper(
     execution_timeout: Any,
     namespace: str = "",
 ) -> Callable[[Any, Context], Any]:
-    flags = flags_of(fn)
+    flags = flags_of(fn, strict=False)
     timeout_s = _seconds(execution_timeout, 60.0)
     is_async = inspect.iscoroutinefunction(fn)
 
@@ -113,6 +136,8 @@ def make_wrapper(
         if flags.stagger is not None:
             delay = random.uniform(0, flags.stagger.total_seconds())
             log.info("task %s staggered by %.3fs", task_name(), delay)
+            # the spec logs the delay where the run's other logs are: Hatchet's run log
+            ctx.log(f"mageflow: stagger_execution delays task {task_name()!r} by {delay:.3f}s")
             # the engine takes whole seconds: round up so its deadline moves at
             # least as far as the delay
             extension = math.ceil(delay)

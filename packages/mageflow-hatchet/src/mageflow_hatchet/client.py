@@ -15,6 +15,7 @@ from hatchet_sdk import EmptyModel, Hatchet, Worker
 from hatchet_sdk.runnables.types import ValidTaskReturnType
 from hatchet_sdk.runnables.workflow import BaseWorkflow, Standalone
 from mageflow import MageflowConfig, MageflowRuntime
+from mageflow.engine import DescribeRequest
 from pydantic import BaseModel
 from thirdmagic.params import AcceptParams
 from thirdmagic.signature import (
@@ -26,7 +27,7 @@ from thirdmagic.signature import (
 )
 
 from mageflow_hatchet._payloads import lenient
-from mageflow_hatchet._wrap import flags_of, make_wrapper
+from mageflow_hatchet._wrap import flags_of, make_wrapper, share_flags
 from mageflow_hatchet.manager import HatchetTaskManager
 
 __all__ = ["HatchetMageflow", "Mageflow", "TaskDecorator"]
@@ -108,7 +109,14 @@ class HatchetMageflow(Hatchet):
             if model is not None:
                 hatchet_options["input_validator"] = lenient(model)
             task = decorator(**hatchet_options)(wrapper)
+            if self.task_manager.describe(DescribeRequest(task=task.name)) is not None:
+                raise mageflow.MageflowValidationError(
+                    f"name: a task named {task.name!r} is already registered on this client; "
+                    "a second registration would silently replace the first",
+                    field="name",
+                )
             registered.append(task)
+            share_flags(task, fn)
             self.task_manager.register(task, task.name, model, int(options.get("retries", 0)))
             return task
 
@@ -259,6 +267,10 @@ class HatchetMageflow(Hatchet):
         )
 
     swarm = aswarm
+
+    async def submit(self, spec: Any) -> Signature:
+        """Store a flow built with thirdmagic alone (see ``mageflow.submit``)."""
+        return await self.runtime.submit(spec)
 
     async def load_signature(self, key: str) -> Signature | None:
         return await self.runtime.load(key)

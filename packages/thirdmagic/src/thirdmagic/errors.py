@@ -17,6 +17,7 @@ __all__ = [
     "ConfigurationError",
     "EngineError",
     "InvalidTransitionError",
+    "LockLostError",
     "MageflowError",
     "MageflowValidationError",
     "NotFoundError",
@@ -71,6 +72,21 @@ class SignatureLockedError(MageflowError):
         super().__init__(
             f"signature {key!r} is locked by another holder; gave up after {waited:.2f}s"
         )
+
+
+class LockLostError(MageflowError):
+    """A ``lock_task`` holder lost its lock while inside the block.
+
+    The lock is renewed in the background while held; this is raised when the
+    block ends if a renewal found the lock gone or taken (Redis unreachable for
+    longer than ``lock_ttl``, or the key deleted by hand), because from then on
+    others could change the signature.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"the lock on signature {key!r} was lost while held: {reason}")
 
 
 class MageflowValidationError(MageflowError, ValueError):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from thirdmagic.errors import MageflowValidationError
 
 __all__ = [
     "DEFAULT_RESULTS_FIELD",
     "LEGACY_RESULTS_FIELD",
+    "ContextMessage",
     "ReturnValue",
     "inject_return_value",
     "resolve_return_field",
@@ -106,3 +107,15 @@ def inject_return_value(
     out = dict(payload)
     out[resolve_return_field(model)] = value
     return out
+
+
+class ContextMessage(BaseModel):
+    """A message model that accepts any fields and keeps them all.
+
+    The older callbacks guide passes it as ``model_validators=ContextMessage``
+    for a task whose input is free-form: the bound kwargs and the run message
+    are merged and handed over unchanged, and a parent's return value lands in
+    ``mageflow_results``.
+    """
+
+    model_config = ConfigDict(extra="allow")

@@ -19,7 +19,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -51,6 +53,41 @@ __all__ = [
 ]
 
 _MAX_KEY_LENGTH = 200
+
+
+def validation_error(exc: ValidationError) -> MageflowValidationError:
+    """The MageflowValidationError a validator raised (pydantic wraps it), or one
+    built from the first error, naming the field."""
+    first = exc.errors()[0]
+    original = (first.get("ctx") or {}).get("error")
+    where = ".".join(str(p) for p in first["loc"])
+    if isinstance(original, MageflowValidationError):
+        if not where:
+            return original
+        # raised by a nested model (a signature inside a FlowSpec): name the full path
+        inner = original.field or ""
+        head = inner.split(".")[0]
+        if inner and where.split(".")[-1] == head:
+            # a field validator: pydantic's location already ends with the field
+            field = where + inner[len(head) :]
+        else:
+            field = f"{where}.{inner}" if inner else where
+        message = str(original)
+        if inner and message.startswith(f"{inner}:"):
+            message = message[len(inner) + 1 :].lstrip()
+        return MageflowValidationError(f"{field}: {message}", field=field, key=original.key)
+    loc = where or "<root>"
+    return MageflowValidationError(f"{loc}: {first['msg']}", field=loc)
+
+
+class _MageflowModel(BaseModel):
+    """Construction raises MageflowValidationError naming the field, not a raw pydantic error."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
 
 
 def new_key(kind: str) -> str:
@@ -152,7 +189,7 @@ if TYPE_CHECKING:
         def __set__(self, obj: object, value: Mapping[str, Any]) -> None: ...
 
 
-class Signature(BaseModel):
+class Signature(_MageflowModel):
     """Fields and lifecycle methods shared by tasks, chains and swarms."""
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=False)
@@ -168,19 +205,48 @@ class Signature(BaseModel):
     else:
         kwargs: dict[str, Any] = Field(default_factory=dict)
     creation_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    model_validators: str | None = Field(
-        default=None, description="Import path ('module:Class') of the task's input model."
+    # Stored as an import path (JSON only, never a pickled class); the
+    # ``model_validators`` property gives the class back.
+    model_validators_path: str | type[BaseModel] | None = Field(
+        default=None,
+        alias="model_validators",
+        description="Import path ('module:Class') of the task's input model.",
     )
     success_callbacks: list[str] = Field(default_factory=list)
     error_callbacks: list[str] = Field(default_factory=list)
     task_status: TaskStatus = Field(default_factory=TaskStatus)
     task_identifiers: dict[str, Any] = Field(default_factory=dict)
+    missing_callbacks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Callback keys that were no longer stored when this signature settled "
+            "(deleted before it ran): they did not run. Written by the store."
+        ),
+    )
     error: ErrorDetails | None = Field(
         default=None,
         description="Why the signature failed (set by the store; read-only).",
     )
 
     _bound: bool = PrivateAttr(default=False)
+    # Signature objects given for callbacks (and chain/swarm tasks): a signature
+    # built with thirdmagic alone may refer to others that are not stored yet;
+    # ``FlowSpec.of`` hands them over together.
+    _attached: dict[str, Signature] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_attached(cls, data: Any, handler: ModelWrapValidatorHandler[Signature]) -> Any:
+        sig = handler(data)
+        if isinstance(data, dict):
+            found: dict[str, Signature] = {}
+            for name in ("success_callbacks", "error_callbacks", "tasks"):
+                value = data.get(name)
+                items = [value] if isinstance(value, Signature) else value
+                if isinstance(items, (list, tuple)):
+                    found.update((v.key, v) for v in items if isinstance(v, Signature))
+            sig._attached = found
+        return sig
 
     @field_validator("key", mode="before")
     @classmethod
@@ -206,7 +272,7 @@ class Signature(BaseModel):
             )
         return value
 
-    @field_validator("model_validators", mode="before")
+    @field_validator("model_validators_path", mode="before")
     @classmethod
     def _model_to_path(cls, value: Any) -> Any:
         if isinstance(value, type) and issubclass(value, BaseModel):
@@ -233,11 +299,8 @@ class Signature(BaseModel):
     @field_validator("creation_time")
     @classmethod
     def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise MageflowValidationError(
-                "creation_time: expected a timezone-aware datetime, got a naive one",
-                field="creation_time",
-            )
+        # A naive datetime is what ``datetime.now()`` returns: it is read as the
+        # local time of the process that builds the signature, then stored in UTC.
         return value.astimezone(UTC)
 
     @field_validator("kwargs", mode="before")
@@ -269,6 +332,14 @@ class Signature(BaseModel):
         self.kwargs = SignatureKwargs(self.kwargs, self.key)
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # the data only: attached signature objects are a building aid, not state
+        if not isinstance(other, Signature) or type(self) is not type(other):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     # -- convenience ---------------------------------------------------------
 
     @property
@@ -280,8 +351,20 @@ class Signature(BaseModel):
     def status(self) -> SignatureStatus:
         return self.task_status.status
 
+    @property
+    def model_validators(self) -> type[BaseModel] | None:
+        """The task's input model class, imported from :attr:`model_validators_path`.
+
+        Raises ``MageflowValidationError`` (field ``model_validators``) when the
+        stored path cannot be imported in this process.
+        """
+        path = self.model_validators_path
+        if path is None or isinstance(path, type):
+            return path
+        return import_model(path)
+
     def validator_model(self) -> type[BaseModel] | None:
-        return import_model(self.model_validators) if self.model_validators else None
+        return self.model_validators
 
     # -- persistence-backed operations --------------------------------------
 
@@ -378,6 +461,24 @@ class TaskSignature(Signature):
 
     kind: Literal["task"] = "task"
 
+    if TYPE_CHECKING:
+        # What the constructor accepts (the validators turn signature objects
+        # into keys and a model class into its import path); the fields hold
+        # the stored form.
+        def __init__(
+            self,
+            *,
+            task_name: str,
+            key: str = ...,
+            kwargs: Mapping[str, Any] | BaseModel = ...,
+            creation_time: datetime = ...,
+            model_validators: type[BaseModel] | str | None = ...,
+            success_callbacks: Sequence[Signature | str] = ...,
+            error_callbacks: Sequence[Signature | str] = ...,
+            task_status: TaskStatus = ...,
+            task_identifiers: Mapping[str, Any] = ...,
+        ) -> None: ...
+
 
 class ChainSignature(Signature):
     """Tasks that run one after another, each receiving the previous one's result.
@@ -390,6 +491,23 @@ class ChainSignature(Signature):
     task_name: str = "mageflow.chain"
     tasks: list[str] = Field(default_factory=list)
 
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            tasks: Sequence[Signature | str] = ...,
+            task_name: str = ...,
+            key: str = ...,
+            kwargs: Mapping[str, Any] | BaseModel = ...,
+            creation_time: datetime = ...,
+            model_validators: type[BaseModel] | str | None = ...,
+            success_callbacks: Sequence[Signature | str] = ...,
+            error_callbacks: Sequence[Signature | str] = ...,
+            task_status: TaskStatus = ...,
+            task_identifiers: Mapping[str, Any] = ...,
+        ) -> None: ...
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _task_keys(cls, value: Any) -> list[str]:
@@ -400,7 +518,7 @@ class ChainSignature(Signature):
         return await get_backend().progress(self.key)
 
 
-class SwarmConfig(BaseModel):
+class SwarmConfig(_MageflowModel):
     """Limits of a swarm."""
 
     model_config = ConfigDict(frozen=True)
@@ -422,6 +540,39 @@ class SwarmSignature(Signature):
     task_name: str = "mageflow.swarm"
     config: SwarmConfig = Field(default_factory=SwarmConfig)
     is_swarm_closed: bool = False
+    tasks: list[str] = Field(
+        default_factory=list,
+        exclude=True,
+        description=(
+            "Members to admit when an unsaved swarm is handed over (FlowSpec / "
+            "mageflow.submit). A stored swarm keeps its members beside it in the store, "
+            "not here."
+        ),
+    )
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            tasks: Sequence[Signature | str] = ...,
+            config: SwarmConfig = ...,
+            is_swarm_closed: bool = ...,
+            task_name: str = ...,
+            key: str = ...,
+            kwargs: Mapping[str, Any] | BaseModel = ...,
+            creation_time: datetime = ...,
+            model_validators: type[BaseModel] | str | None = ...,
+            success_callbacks: Sequence[Signature | str] = ...,
+            error_callbacks: Sequence[Signature | str] = ...,
+            task_status: TaskStatus = ...,
+            task_identifiers: Mapping[str, Any] = ...,
+        ) -> None: ...
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _member_keys(cls, value: Any) -> list[str]:
+        return _callback_keys(value, "tasks")
 
     async def aio_run_in_swarm(
         self, task_or_tasks: Any, msg: BaseModel | dict[str, Any] | None = None

@@ -4,17 +4,18 @@ The table below is the single source of truth for the lifecycle: the Redis
 store compiles it into its Lua scripts, and the state machine in
 ``mageflow`` dispatches one handler per entry.
 
-=============== ========= ======= ====== ========= =========== ========== ======== =======
-status \\ event start     succeed fail   suspend   interrupt   resume     cancel   retry
-=============== ========= ======= ====== ========= =========== ========== ======== =======
-pending         active    ·       ·      suspended interrupted pending    canceled ·
-active          active    done    failed suspended interrupted active     canceled ·
-suspended       suspended done    failed suspended interrupted *previous* canceled ·
-interrupted     ·         ·       ·      ·         interrupted pending    canceled ·
-done            ·         done    ·      ·         ·           ·          ·        ·
-failed          ·         ·       failed ·         ·           ·          ·        pending
-canceled        ·         ·       ·      ·         ·           ·          canceled pending
-=============== ========= ======= ====== ========= =========== ========== ======== =======
+=============== ========= ======= ====== ========= =========== ========== ======== ======= =======
+status \\ event start     succeed fail   suspend   interrupt   resume     cancel   retry   skip
+=============== ========= ======= ====== ========= =========== ========== ======== ======= =======
+pending         active    ·       ·      suspended interrupted pending    canceled ·       skipped
+active          active    done    failed suspended interrupted active     canceled ·       ·
+suspended       suspended done    failed suspended interrupted *previous* canceled ·       skipped
+interrupted     ·         ·       ·      ·         interrupted pending    canceled ·       skipped
+done            ·         done    ·      ·         ·           ·          ·        ·       ·
+failed          ·         ·       failed ·         ·           ·          ·        pending ·
+canceled        ·         ·       ·      ·         ·           ·          canceled pending ·
+skipped         ·         ·       ·      ·         ·           ·          ·        pending skipped
+=============== ========= ======= ====== ========= =========== ========== ======== ======= =======
 
 ``retry`` is the only way out of a terminal status: ``mageflow.retry`` takes
 a failed or canceled task back to ``pending`` and runs it again with its stored
@@ -34,6 +35,13 @@ to repeat. Notes on the non-obvious cells:
   was suspended (``pending`` or ``active``).
 * ``interrupted --resume--> pending``: the interrupted run is dispatched again
   with the message it was started with.
+* ``skipped --retry--> pending``: retrying the failed parent un-skips the
+  success callbacks its failure skipped (the store does it in the same step);
+  a skipped signature never ran, so retrying it directly is refused.
+* ``skip`` is applied by the store only, in the step that settles a parent: the
+  callbacks of the branch the parent did not take (its error callbacks when it
+  succeeded, its success callbacks when it failed) become ``skipped`` unless
+  another unsettled parent still has them, so nothing waits for them for ever.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class SignatureStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELED = "canceled"
+    SKIPPED = "skipped"
 
 
 class LifecycleEvent(StrEnum):
@@ -77,6 +86,7 @@ class LifecycleEvent(StrEnum):
     RESUME = "resume"
     CANCEL = "cancel"
     RETRY = "retry"
+    SKIP = "skip"
 
 
 class PauseActionTypes(StrEnum):
@@ -143,9 +153,18 @@ TRANSITIONS: Final[Mapping[tuple[SignatureStatus, LifecycleEvent], TransitionTar
     (_S.CANCELED, _E.CANCEL): _S.CANCELED,
     (_S.FAILED, _E.RETRY): _S.PENDING,
     (_S.CANCELED, _E.RETRY): _S.PENDING,
+    # a callback of the branch its parent did not take will never fire
+    (_S.PENDING, _E.SKIP): _S.SKIPPED,
+    (_S.SUSPENDED, _E.SKIP): _S.SKIPPED,
+    (_S.INTERRUPTED, _E.SKIP): _S.SKIPPED,
+    (_S.SKIPPED, _E.SKIP): _S.SKIPPED,
+    # a retried failure may still succeed: what its failure skipped waits again
+    (_S.SKIPPED, _E.RETRY): _S.PENDING,
 }
 
-TERMINAL_STATUSES: Final[frozenset[SignatureStatus]] = frozenset({_S.DONE, _S.FAILED, _S.CANCELED})
+TERMINAL_STATUSES: Final[frozenset[SignatureStatus]] = frozenset(
+    {_S.DONE, _S.FAILED, _S.CANCELED, _S.SKIPPED}
+)
 
 
 def next_status(

@@ -160,7 +160,8 @@ _COMMON = frozenset(
         "task_status",
         "success_callbacks",
         "error_callbacks",
-        "model_validators",
+        "model_validators_path",
+        "missing_callbacks",
         "task_identifiers",
         "kwargs",
         "error",
@@ -189,10 +190,12 @@ def encode_signature(sig: Signature) -> list[str]:
     ]
     if data["task_status"]["last_status"]:
         pairs += [F.last_status, data["task_status"]["last_status"]]
-    if data["model_validators"]:
-        pairs += [F.model, data["model_validators"]]
+    if data["model_validators_path"]:
+        pairs += [F.model, data["model_validators_path"]]
     if data["task_identifiers"]:
         pairs += [F.ident, jdump(data["task_identifiers"])]
+    if data["missing_callbacks"]:
+        pairs += [F.missing_callbacks, jdump(data["missing_callbacks"])]
     for name, value in data["kwargs"].items():
         pairs += [KWARG_PREFIX + name, jdump(value)]
     for name, value in data.items():
@@ -220,6 +223,7 @@ def decode_signature(key: str, raw: Sequence[Any] | Mapping[Any, Any], full_key:
             "success_callbacks": json.loads(flat.get(F.callbacks_ok, "[]")) or [],
             "error_callbacks": json.loads(flat.get(F.callbacks_err, "[]")) or [],
             "task_identifiers": json.loads(flat.get(F.ident, "{}")),
+            "missing_callbacks": json.loads(flat.get(F.missing_callbacks, "[]")),
             "task_status": {
                 "status": flat.get(F.status, "pending"),
                 "last_status": flat.get(F.last_status) or None,

@@ -106,6 +106,8 @@ class F:
     result: Final = "res"
     error: Final = "err"
     claim: Final = "ce"
+    refs: Final = "rc"
+    missing_callbacks: Final = "mc"
     # containers
     chain_tasks: Final = XFIELD_PREFIX + "tasks"
     chain_index: Final = "ci"

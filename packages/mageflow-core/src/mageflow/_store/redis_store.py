@@ -9,6 +9,7 @@ at the seam; script error replies are mapped by ``codec.error_for``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
@@ -34,6 +35,8 @@ from mageflow._store.codec import (
 from mageflow._store.keys import KWARG_PREFIX, Keys, ms
 from mageflow._store.scripts import SCRIPTS
 from mageflow.config import MageflowConfig
+
+log = logging.getLogger("mageflow")
 
 __all__ = [
     "BeginResult",
@@ -366,6 +369,15 @@ class RedisStore:
             },
         )
         code = reply[0]
+        if code == R.ok and len(reply) > 2:
+            gone = json.loads(text(reply[2]))
+            log.warning(
+                "signature %s settled but its callback(s) %s were no longer stored (deleted "
+                "before it ran); they did not run. Recorded as missing_callbacks on %s",
+                key,
+                ", ".join(gone),
+                key,
+            )
         if code in (R.ok, R.already):
             return code, parse_outbox(text(reply[1]))
         return code, []
@@ -601,3 +613,13 @@ class RedisStore:
         await self._call(
             "unlock", key, keys={"lock_key": self.keys.lock(key)}, args={"token": token}
         )
+
+    async def renew_lock(self, key: str, token: str) -> bool:
+        """Push the lock's expiry to ``lock_ttl`` from now; False if this holder lost it."""
+        reply = await self._call(
+            "renew_lock",
+            key,
+            keys={"lock_key": self.keys.lock(key)},
+            args={"token": token, "lock_ttl": ms(self.config.lock_ttl)},
+        )
+        return bool(int(reply[1]))

@@ -46,8 +46,14 @@ from mageflow._store import codec, keys
 
 __all__ = ["NAMESPACES", "RUN_EVENTS", "SCRIPTS", "Script", "constants", "expand", "load"]
 
-RUN_EVENTS: Final = (LifecycleEvent.START, LifecycleEvent.SUCCEED, LifecycleEvent.FAIL)
-"""Events of a run: applied by BEGIN and FINISH only, refused by TRANSITION."""
+RUN_EVENTS: Final = (
+    LifecycleEvent.START,
+    LifecycleEvent.SUCCEED,
+    LifecycleEvent.FAIL,
+    LifecycleEvent.SKIP,
+)
+"""Events of a run: applied by BEGIN and FINISH only (SKIP: by the step that
+settles a callback's parent), refused by TRANSITION."""
 
 _LUA: Final = resources.files("mageflow._store").joinpath("lua")
 _INCLUDE: Final = re.compile(r"^-- @include ([\w/]+)\s*$", re.MULTILINE)
@@ -214,8 +220,8 @@ def _lint_ignores(body: str, libs: set[str]) -> str:
     """luacheck options for the library locals a script may leave unused."""
     names = sorted(libs & {n.strip() for m in _LOCAL.findall(body) for n in m.split(",")})
     return "".join(
-        "-- luacheck: ignore " + " ".join(f"211/{n}" for n in names[i : i + 8]) + "\n"
-        for i in range(0, len(names), 8)
+        "-- luacheck: ignore " + " ".join(f"211/{n}" for n in names[i : i + 6]) + "\n"
+        for i in range(0, len(names), 6)
     )
 
 

@@ -430,7 +430,9 @@ async def _dashboard(args: argparse.Namespace, runtime: Any, o: _Out) -> int:
         from mageflow_dashboard.server import serve  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise ConfigurationError(
-            "the dashboard is not installed: pip install mageflow-dashboard"
+            "the dashboard is not installed: build it from the MageFlow repository "
+            "(uv build --all-packages) and pip install dist/mageflow_dashboard-*.whl; "
+            "it is not on PyPI"
         ) from exc
     await serve(
         runtime,

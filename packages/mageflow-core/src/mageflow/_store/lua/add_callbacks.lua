@@ -17,8 +17,8 @@ end
 -- Both lists are merged before anything is written: a corrupted list is
 -- reported and leaves the signature untouched (a script error would not
 -- roll back an HSET already made).
+local held = {}
 local function merged(field, first, last)
-  if last < first then return false end
   local raw = redis.call('HGET', sig_key, field)
   local cur = {}
   if raw and raw ~= '[]' and raw ~= '{}' then
@@ -27,16 +27,27 @@ local function merged(field, first, last)
     cur = v
   end
   local seen = {}
-  for _, v in ipairs(cur) do seen[v] = true end
+  for _, v in ipairs(cur) do seen[v] = true; held[v] = true end
+  if last < first then return false end
   for i = first, last do
     if not seen[ARGV[i]] then table.insert(cur, ARGV[i]); seen[ARGV[i]] = true end
   end
   return cjson.encode(cur)
 end
 local last_ok = ARGV_REST + tonumber(n_success) - 1
+local before = {}
 local sc = merged(F.callbacks_ok, ARGV_REST, last_ok)
 local ec = merged(F.callbacks_err, last_ok + 1, #ARGV)
 if sc == nil or ec == nil then return {R.corrupt} end
+-- a callback this signature did not hold before has one more unsettled parent
+-- (callbacks... and callback_keys... are in the same order)
+for j = 0, #ARGV - ARGV_REST do
+  local ck = ARGV[ARGV_REST + j]
+  if not held[ck] and not before[ck] then
+    before[ck] = true
+    redis.call('HINCRBY', KEYS[KEYS_REST + j], F.refs, 1)
+  end
+end
 if sc then redis.call('HSET', sig_key, F.callbacks_ok, sc) end
 if ec then redis.call('HSET', sig_key, F.callbacks_err, ec) end
 redis.call('PEXPIRE', sig_key, active_ttl)

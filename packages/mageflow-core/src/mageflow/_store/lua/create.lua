@@ -32,8 +32,14 @@ if f[3] then
   end
 end
 local sp = prefix .. K.sig
+local counted = {}
 for i = KEYS_REST, #KEYS do
-  if i <= last_member then redis.call('HSET', KEYS[i], F.parent, own_key, F.parent_index, i - KEYS_REST) end
+  if i <= last_member then redis.call('HSET', KEYS[i], F.parent, own_key, F.parent_index, i - KEYS_REST)
+  elseif not counted[KEYS[i]] then
+    -- one more unsettled parent holds this callback (FINISH skips it at 0)
+    counted[KEYS[i]] = true
+    redis.call('HINCRBY', KEYS[i], F.refs, 1)
+  end
   redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
   not_root(prefix, string.sub(KEYS[i], #sp + 1))
 end

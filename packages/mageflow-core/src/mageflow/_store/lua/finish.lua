@@ -21,8 +21,7 @@ if target == s then
 end
 if r ~= run_id then return {R.stale, s} end
 local out = {}
-if succeed then claim_cbs(sig_key, F.callbacks_ok, payload, MODE.inject, out)
-else claim_cbs(sig_key, F.callbacks_err, m or '{}', MODE.merge, out, payload) end
+fire_cbs(sig_key, succeed, payload, m or '{}', out, (not succeed) and payload or nil)
 redis.call('HSET', sig_key, F.status, target, F.last_status, s, succeed and F.result or F.error, payload)
 track(prefix, sig_key, s, target, done_ttl)
 redis.call('HDEL', sig_key, F.parked)
@@ -30,4 +29,5 @@ redis.call('PEXPIRE', sig_key, done_ttl)
 bubble(string.sub(sig_key, #SP + 1), succeed, payload, m or '{}', out)
 local obj = encode(out)
 redis.call('HSET', sig_key, F.outbox, obj)
+if #MISSING > 0 then return {R.ok, obj, cjson.encode(MISSING)} end
 return {R.ok, obj}

@@ -38,6 +38,44 @@ end
 if st[6] ~= KIND.task and st[7] and event == EV.resume and target == S.pending then
   target = step(target, EV.start)
 end
+-- The mirror of skip_cbs (lib/containers): the success callbacks a failure
+-- skipped, their own callbacks and a container callback's members wait again,
+-- and each callback counts this parent as holding it once more.
+local function unskip()
+  local sp, xp = pfx .. K.sig, pfx .. K.swarm
+  local todo = {}
+  local function push(full, field, counted)
+    local raw = redis.call('HGET', full, field)
+    if raw and raw ~= '[]' and raw ~= '{}' then
+      for _, k in ipairs(cjson.decode(raw)) do table.insert(todo, {k, counted}) end
+    end
+  end
+  push(sig_key, F.callbacks_ok, true)
+  local n = 0
+  while #todo > 0 and n < 10000 do
+    n = n + 1
+    local item = table.remove(todo)
+    local cf = sp .. item[1]
+    if kind_of(cf) then
+      if item[2] then redis.call('HINCRBY', cf, F.refs, 1) end
+      local f = redis.call('HMGET', cf, F.status, F.kind)
+      local back = step(f[1], EV.retry)
+      if f[1] == S.skipped and back then
+        redis.call('HSET', cf, F.status, back, F.last_status, f[1])
+        track(pfx, cf, f[1], back, active_ttl)
+        redis.call('PEXPIRE', cf, active_ttl)
+        push(cf, F.callbacks_ok, true)
+        push(cf, F.callbacks_err, true)
+        if f[2] == KIND.chain then push(cf, F.chain_tasks, false)
+        elseif f[2] == KIND.swarm then
+          for _, k in ipairs(redis.call('LRANGE', xp .. item[1] .. K.members, 0, -1)) do
+            table.insert(todo, {k, false})
+          end
+        end
+      end
+    end
+  end
+end
 local replay = false
 local run = ''
 if event == EV.resume then
@@ -56,6 +94,7 @@ if event == EV.resume then
 elseif event == EV.retry then
   -- a new attempt of the same signature: its last input is claimed again;
   -- callbacks that already ran stay as they are (a callback runs once)
+  if s == S.failed then unskip() end
   replay = m
   redis.call('HSET', sig_key, F.parked, m, F.dispatch, dispatch_id)
   redis.call('HDEL', sig_key, F.run, F.result, F.error, F.outbox)

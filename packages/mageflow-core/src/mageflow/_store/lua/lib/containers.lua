@@ -36,13 +36,75 @@ local function claim(mk, how, v, pkw, er)
   pend(PENDING, full, cjson.encode(e))
   return e
 end
-local function claim_cbs(full, field, v, how, out, er)
+-- callback keys that were no longer stored when their parent settled
+local MISSING = {}
+local function list_field(full, field)
   local raw = redis.call('HGET', full, field)
-  if not raw or raw == '[]' or raw == '{}' then return end
-  for _, ck in ipairs(cjson.decode(raw)) do
+  if not raw or raw == '[]' or raw == '{}' then return {} end
+  return cjson.decode(raw)
+end
+local function claim_cbs(full, field, v, how, out, er)
+  local gone = {}
+  for _, ck in ipairs(list_field(full, field)) do
     local e = claim(ck, how, v, {}, er)
-    if e then table.insert(out, e) end
+    if e then table.insert(out, e)
+    elseif kind_of(SP .. ck) == nil then
+      -- deleted before its parent ran: it cannot run, but it must not vanish
+      -- without a trace either (recorded on the parent, reported to the caller)
+      table.insert(gone, ck)
+      table.insert(MISSING, ck)
+    end
   end
+  if #gone > 0 then redis.call('HSET', full, F.missing_callbacks, cjson.encode(gone)) end
+end
+-- The callbacks of the branch a settled parent did not take will never fire
+-- from it: each one that no other unsettled parent still holds (its refs
+-- count reaches 0) and that nothing has claimed becomes skipped, and so, in
+-- turn, do its own callbacks and, for a container, its members.
+local function skip_cbs(full, field, claimed)
+  local todo = {}
+  for _, ck in ipairs(list_field(full, field)) do
+    if not claimed[ck] then table.insert(todo, {ck, true}) end
+  end
+  local n = 0
+  while #todo > 0 and n < 10000 do
+    n = n + 1
+    local item = table.remove(todo)
+    local ck, counted = item[1], item[2]
+    local cf = SP .. ck
+    if kind_of(cf) then
+      local left = 0
+      if counted then left = redis.call('HINCRBY', cf, F.refs, -1) end
+      -- another unsettled parent still holds it: nothing to read or write
+      local s = left <= 0 and redis.call('HGET', cf, F.status) or S.active
+      local skipped_to = step(s, EV.skip)
+      if skipped_to and skipped_to ~= s and redis.call('HEXISTS', cf, F.dispatch) == 0 then
+        redis.call('HSET', cf, F.status, skipped_to, F.last_status, s)
+        track(prefix, cf, s, skipped_to, done_ttl)
+        redis.call('PEXPIRE', cf, done_ttl)
+        for _, f in ipairs({F.callbacks_ok, F.callbacks_err}) do
+          for _, k in ipairs(list_field(cf, f)) do table.insert(todo, {k, true}) end
+        end
+        local kind = redis.call('HGET', cf, F.kind)
+        if kind == KIND.chain then
+          for _, k in ipairs(list_field(cf, F.chain_tasks)) do table.insert(todo, {k, false}) end
+        elseif kind == KIND.swarm then
+          for _, k in ipairs(redis.call('LRANGE', XP .. ck .. K.members, 0, -1)) do
+            table.insert(todo, {k, false})
+          end
+        end
+      end
+    end
+  end
+end
+-- A parent settled: claim the callbacks of the branch it took, skip the others.
+local function fire_cbs(full, succeeded, val, input, out, er)
+  local first = #out
+  if succeeded then claim_cbs(full, F.callbacks_ok, val, MODE.inject, out)
+  else claim_cbs(full, F.callbacks_err, input or '{}', MODE.merge, out, er) end
+  local claimed = {}
+  for i = first + 1, #out do claimed[out[i][E.key]] = true end
+  skip_cbs(full, succeeded and F.callbacks_err or F.callbacks_ok, claimed)
 end
 local function member_kw(pf)
   local kw, meta = read(pf)
@@ -124,8 +186,7 @@ local function settle(pf, ps, result, val, input, out)
   end
   redis.call('PEXPIRE', pf, done_ttl)
   keep_alive(pf, done_ttl, true)
-  if result == S.done then claim_cbs(pf, F.callbacks_ok, val, MODE.inject, out)
-  else claim_cbs(pf, F.callbacks_err, input or '{}', MODE.merge, out, val) end
+  fire_cbs(pf, result == S.done, val, input, out, (result ~= S.done) and val or nil)
   return val
 end
 -- A member ended: update its container in O(1), start what comes next, and
