@@ -66,6 +66,7 @@ EXPORTED = {
     ],
     "mageflow": [
         "AcceptParams",
+        "BulkValidationError",
         "ChainSignature",
         "ConfigurationError",
         "DispatchPendingError",
@@ -98,11 +99,13 @@ EXPORTED = {
         "SwarmClosedError",
         "SwarmConfig",
         "SwarmFullError",
+        "SwarmResults",
         "SwarmSignature",
         "TaskSignature",
         "TaskStatus",
         "achain",
         "asign",
+        "asign_many",
         "aswarm",
         "cancel",
         "configure",
@@ -124,6 +127,7 @@ EXPORTED = {
     ],
     "mageflow.engine": [
         "DISPATCH_ID_META",
+        "REFERENCE_TAG",
         "SIGNATURE_KEY_META",
         "TASK_META",
         "CancelRequest",
@@ -139,6 +143,7 @@ EXPORTED = {
         "RunStatusResult",
         "TaskDescription",
         "TaskManager",
+        "holds_reference",
     ],
     "mageflow.testing": [
         "FaultyTaskManager",

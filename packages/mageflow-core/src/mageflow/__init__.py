@@ -43,10 +43,12 @@ from thirdmagic import (
     TaskSignature,
     TaskStatus,
 )
+from thirdmagic.errors import BulkValidationError
 
 from mageflow._api import (
     achain,
     asign,
+    asign_many,
     aswarm,
     configure,
     create_runtime,
@@ -76,6 +78,7 @@ from mageflow._flows import (
     retry,
     stuck_signatures,
 )
+from mageflow._payloads import SwarmResults
 from mageflow._query import StuckSignature
 from mageflow._reconcile import ReconcileReport
 from mageflow._runtime import MageflowRuntime
@@ -98,6 +101,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AcceptParams",
+    "BulkValidationError",
     "ChainSignature",
     "ConfigurationError",
     "ContainerProgress",
@@ -130,11 +134,13 @@ __all__ = [
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",
+    "SwarmResults",
     "SwarmSignature",
     "TaskSignature",
     "TaskStatus",
     "achain",
     "asign",
+    "asign_many",
     "aswarm",
     "cancel",
     "configure",
