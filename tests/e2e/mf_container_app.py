@@ -15,6 +15,7 @@ crash test's worker can be killed without touching the runs of other tests:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from datetime import timedelta
@@ -85,6 +86,32 @@ class Work(BaseModel):
     tag: str
     i: int = 0
     seconds: float = 0.2
+
+
+class Payload(BaseModel):
+    """Payloads by reference: receives ``data``, returns ``size`` characters (or ``data``)."""
+
+    tag: str
+    data: str = ""
+    i: int = 0
+    size: int = 0
+
+
+class Measured(BaseModel):
+    """A success callback that records the size and digest of what it received."""
+
+    values: ReturnValue[Any]
+    tag: str
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
+
+
+def filler(i: int, size: int) -> str:
+    """``size`` characters that depend on ``i``."""
+    unit = f"{i}-"
+    return (unit * (size // len(unit) + 1))[:size]
 
 
 class ContainerApp:
@@ -178,7 +205,39 @@ class ContainerApp:
             await record(msg.tag, "work", "end", i=msg.i, **who(ctx, signature))
             return msg.i * 10
 
+        @mf.task(name=f"{p}payload", input_validator=Payload, retries=1)
+        @mf.with_ctx
+        @mf.with_signature
+        async def payload(msg: Payload, ctx: Context, signature: TaskSignature | None) -> Any:
+            await record(
+                msg.tag,
+                "payload",
+                "start",
+                i=msg.i,
+                size=len(msg.data),
+                digest=digest(msg.data),
+                **who(ctx, signature),
+            )
+            return filler(msg.i, msg.size) if msg.size else {"echo": msg.data}
+
+        @mf.task(name=f"{p}measure", input_validator=Measured, retries=1)
+        @mf.with_ctx
+        @mf.with_signature
+        async def measure(msg: Measured, ctx: Context, signature: TaskSignature | None) -> None:
+            values = msg.values
+            await record(
+                msg.tag,
+                "measure",
+                "start",
+                kind=type(values).__name__,
+                length=len(values) if isinstance(values, (list, str, dict)) else None,
+                digest=digest(values),
+                **who(ctx, signature),
+            )
+
         return {
+            "payload": payload,
+            "measure": measure,
             "start": start,
             "step": step,
             "total": total,

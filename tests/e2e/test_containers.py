@@ -27,7 +27,7 @@ from mageflow import (
 )
 
 from tests.e2e._worker import WorkerProcess, wait_until
-from tests.e2e.mf_container_app import ContainerApp
+from tests.e2e.mf_container_app import ContainerApp, Payload, digest, filler
 
 pytestmark = pytest.mark.e2e
 
@@ -507,3 +507,44 @@ async def test_worker_sigkill_mid_swarm_then_restart(
     delay = min(r["at"] for r in rerun) - killed_at
     print(f"runs of the killed worker ran again {delay:.1f}s after the kill")
     assert await status_of(capp, err.key) == SignatureStatus.SKIPPED  # the branch not taken
+
+
+# -- payloads by reference (issue 10) --------------------------------------------------
+
+
+async def test_6mb_input_and_result_round_trip_through_task_and_callback(
+    capp: ContainerApp, tag: str
+) -> None:
+    six_mb = 6 * 1024 * 1024
+    data = filler(7, six_mb)
+    cb = await mageflow.asign(capp.name("measure"), tag=tag)
+    sig = await mageflow.asign(capp.name("payload"), success_callbacks=[cb])
+    await sig.aio_run_no_wait(Payload(tag=tag, data=data, i=3, size=six_mb))
+
+    (got,) = await wait_records(capp, tag, "measure", timeout=120)
+    expected = filler(3, six_mb)
+    assert got["kind"] == "str" and got["length"] == six_mb
+    assert got["digest"] == digest(expected)
+    (ran,) = await capp.records(tag, "payload", "start")
+    assert ran["size"] == six_mb and ran["digest"] == digest(data)
+    await wait_status(capp, cb.key, DONE)
+    await mageflow.remove(sig.key)
+    assert not await capp.redis.exists(capp.mf.runtime.store.keys.blob(sig.key))
+
+
+async def test_swarm_results_over_4mb_reach_the_callback(capp: ContainerApp, tag: str) -> None:
+    # the issue's case: 500 members returning 12 KB each, about 6 MB in all
+    n, size = 500, 12 * 1024
+    cb = await mageflow.asign(capp.name("measure"), tag=tag)
+    swarm = await mageflow.aswarm(success_callbacks=[cb], config=SwarmConfig(max_concurrency=50))
+    await swarm.aio_run_tasks_in_swarm(
+        [capp.name("payload")] * n, [Payload(tag=tag, i=i, size=size) for i in range(n)]
+    )
+    await swarm.aio_run_no_wait({"tag": tag})
+    await swarm.close_swarm()
+
+    (got,) = await wait_records(capp, tag, "measure", timeout=300)
+    expected = [filler(i, size) for i in range(n)]
+    assert got["kind"] == "list" and got["length"] == n
+    assert got["digest"] == digest(expected)
+    await wait_status(capp, swarm.key, DONE)

@@ -33,6 +33,7 @@ IN_MEMORY_EXAMPLES = [
     "containers",
     "operations",
     "handover",
+    "big_flows",
 ]
 MAX_UNQUOTED_LINES = 3  # "a line or two"; anything longer must be a real, tested file
 

@@ -67,6 +67,7 @@ EXPORTED = {
     ],
     "mageflow": [
         "AcceptParams",
+        "BulkValidationError",
         "ChainSignature",
         "ConfigurationError",
         "DispatchPendingError",
@@ -100,11 +101,13 @@ EXPORTED = {
         "SwarmClosedError",
         "SwarmConfig",
         "SwarmFullError",
+        "SwarmResults",
         "SwarmSignature",
         "TaskSignature",
         "TaskStatus",
         "achain",
         "asign",
+        "asign_many",
         "aswarm",
         "cancel",
         "configure",
@@ -126,6 +129,7 @@ EXPORTED = {
     ],
     "mageflow.engine": [
         "DISPATCH_ID_META",
+        "REFERENCE_TAG",
         "SIGNATURE_KEY_META",
         "TASK_META",
         "CancelRequest",
@@ -141,6 +145,7 @@ EXPORTED = {
         "RunStatusResult",
         "TaskDescription",
         "TaskManager",
+        "holds_reference",
     ],
     "mageflow.testing": [
         "FaultyTaskManager",

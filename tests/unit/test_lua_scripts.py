@@ -41,7 +41,7 @@ def _calls() -> list[ast.Call]:
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "_call"
+        and node.func.attr in ("_call", "_queue")  # _queue: the same, in a pipeline
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "self"
     ]
@@ -79,7 +79,10 @@ def test_every_script_file_is_registered() -> None:
 def test_every_caller_passes_exactly_the_declared_arguments() -> None:
     called: set[str] = set()
     for call in _calls():
-        name = ast.literal_eval(call.args[0])
+        # the script name: the first string literal (_queue takes the pipeline first)
+        name = next(
+            a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+        )
         script = SCRIPTS[name]
         called.add(name)
         kw = {k.arg: k.value for k in call.keywords}

@@ -44,10 +44,12 @@ from thirdmagic import (
     TaskSignature,
     TaskStatus,
 )
+from thirdmagic.errors import BulkValidationError
 
 from mageflow._api import (
     achain,
     asign,
+    asign_many,
     aswarm,
     configure,
     create_runtime,
@@ -77,6 +79,7 @@ from mageflow._flows import (
     retry,
     stuck_signatures,
 )
+from mageflow._payloads import SwarmResults
 from mageflow._query import StuckSignature
 from mageflow._reconcile import ReconcileReport
 from mageflow._runtime import MageflowRuntime
@@ -99,6 +102,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AcceptParams",
+    "BulkValidationError",
     "ChainSignature",
     "ConfigurationError",
     "ContainerProgress",
@@ -132,11 +136,13 @@ __all__ = [
     "SwarmClosedError",
     "SwarmConfig",
     "SwarmFullError",
+    "SwarmResults",
     "SwarmSignature",
     "TaskSignature",
     "TaskStatus",
     "achain",
     "asign",
+    "asign_many",
     "aswarm",
     "cancel",
     "configure",

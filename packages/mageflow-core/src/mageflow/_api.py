@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 from thirdmagic.backend import current_backend
 from thirdmagic.errors import ConfigurationError
 from thirdmagic.signature import (
@@ -28,6 +30,7 @@ from mageflow.manager import TaskManager
 __all__ = [
     "achain",
     "asign",
+    "asign_many",
     "aswarm",
     "chain",
     "configure",
@@ -121,6 +124,21 @@ async def asign(task: Any, **options: Any) -> TaskSignature:
 
 
 sign = asign
+
+
+async def asign_many(
+    task: Any, items: Sequence[BaseModel | Mapping[str, Any]], **options: Any
+) -> list[TaskSignature]:
+    """Create and store one signature of ``task`` per item, in bulk.
+
+    Each item (a mapping or a model) is that signature's own bound kwargs, on
+    top of the kwargs in ``options``; the other options (callbacks, model,
+    identifiers...) are shared, as in :func:`asign`. Every item is checked
+    first: ``BulkValidationError`` (a ``MageflowValidationError``) lists every
+    bad item by index and field, and nothing is stored. Costs one round trip
+    per call (``create_many.lua`` per 1 000 signatures, pipelined).
+    """
+    return await get_runtime().sign_many(task, items, **options)
 
 
 async def achain(

@@ -104,6 +104,13 @@ async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSigna
     """
     if isinstance(task, TaskSignature):
         return await _sign_unsaved(runtime, task, options)
+    sig = task_signature(runtime, task, **options)
+    await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
+    return sig
+
+
+def task_signature(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSignature:
+    """A validated, not yet stored signature of ``task`` (the keywords of ``asign``)."""
     forget = options.pop("fire_and_forget", False)
     if not isinstance(forget, bool):
         raise MageflowValidationError(
@@ -148,7 +155,6 @@ async def sign(runtime: MageflowRuntime, task: Any, **options: Any) -> TaskSigna
     except ValidationError as exc:
         raise validation_error(exc) from exc
     check_new(sig)
-    await runtime.store.create(sig, [*sig.success_callbacks, *sig.error_callbacks])
     return sig
 
 

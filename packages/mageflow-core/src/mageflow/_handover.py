@@ -19,6 +19,7 @@ from thirdmagic.errors import MageflowError, MageflowValidationError
 from thirdmagic.handover import FlowSpec, references
 from thirdmagic.signature import ChainSignature, Signature, SwarmSignature
 
+from mageflow import _build, _bulk
 from mageflow._intake import check_new
 
 if TYPE_CHECKING:
@@ -138,10 +139,12 @@ async def member_keys(runtime: MageflowRuntime, tasks: Any) -> tuple[list[str], 
     if probe:
         found = await runtime.store.load_many(probe)
         stored = {k for k, sig in zip(probe, found, strict=True) if sig is not None}
-    keys: list[str] = []
+    keys: list[str | None] = []
     created: list[str] = []
+    # task names and task objects are signed in bulk, grouped by task (issue 10)
+    unsigned: dict[str, tuple[Any, list[int]]] = {}
     try:
-        for item in items:
+        for i, item in enumerate(items):
             if isinstance(item, Signature) and item.key in stored:
                 keys.append(item.key)
             elif isinstance(item, Signature):
@@ -153,10 +156,15 @@ async def member_keys(runtime: MageflowRuntime, tasks: Any) -> tuple[list[str], 
             elif isinstance(item, str) and item in stored:
                 keys.append(item)
             else:
-                sig = await runtime.sign(item)
-                created.append(sig.key)
-                keys.append(sig.key)
+                keys.append(None)
+                name, _, _ = _build.resolve_task(runtime, item)
+                unsigned.setdefault(name, (item, []))[1].append(i)
+        for task, positions in unsigned.values():
+            new = await _bulk.member_keys(runtime, task, len(positions))
+            created.extend(new)
+            for i, key in zip(positions, new, strict=True):
+                keys[i] = key
     except BaseException:
         await discard(runtime, created)
         raise
-    return keys, created
+    return [k for k in keys if k is not None], created

@@ -30,6 +30,7 @@ from thirdmagic.errors import (
 )
 from thirdmagic.outcome import MAX_TRACEBACK_CHARS, ErrorDetails
 
+from mageflow import _payloads
 from mageflow._store.keys import F
 
 if TYPE_CHECKING:
@@ -73,7 +74,10 @@ async def read_outcome(store: RedisStore, key: str) -> tuple[str, Any]:
     if status is None:
         raise SignatureNotFoundError(key)
     if status == "done":
-        return status, json.loads(res) if res is not None else None
+        if res is None:
+            return status, None
+        # a big result, or a swarm's list, is stored by reference (issue 10)
+        return status, await _payloads.resolve(store, json.loads(res))
     if status in ("failed", "canceled"):
         error = ErrorDetails.from_stored(json.loads(err)) if err is not None else None
         cls = SignatureCanceledError if status == "canceled" else SignatureFailedError

@@ -45,7 +45,18 @@ from thirdmagic.signature import (
 )
 from thirdmagic.status import LifecycleEvent, TaskStatus
 
-from mageflow import _build, _control, _handover, _lifecycle, _locks, _merge, _reconcile, _worker
+from mageflow import (
+    _build,
+    _bulk,
+    _control,
+    _handover,
+    _lifecycle,
+    _locks,
+    _merge,
+    _payloads,
+    _reconcile,
+    _worker,
+)
 from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter, error_payload
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
@@ -78,6 +89,7 @@ class MageflowRuntime:
         self.store = store
         self.manager = manager
         self.config: MageflowConfig = store.config
+        self._recording = asyncio.Semaphore(4)
         self.results = ResultWaiter(store)
         if manager is not None:
             manager.bind(self)
@@ -146,6 +158,12 @@ class MageflowRuntime:
         """Create and store a signature (one round trip)."""
         return await _build.sign(self, task, **options)
 
+    async def sign_many(
+        self, task: Any, items: Sequence[Any], **options: Any
+    ) -> list[TaskSignature]:
+        """One stored signature of ``task`` per item of bound kwargs (O(N / batch) round trips)."""
+        return await _bulk.sign_many(self, task, items, **options)
+
     async def submit(self, spec: Any) -> Signature:
         """Store a FlowSpec / signature built elsewhere (all or nothing); return its root."""
         return await _handover.submit(self, spec)
@@ -201,15 +219,16 @@ class MageflowRuntime:
         self._manager()
         key = signature.key
         if isinstance(signature, (ChainSignature, SwarmSignature)):
-            await self.start_container(
-                key, dispatch_id="", mode="merge", value=_merge.message_data(msg), inherited={}
-            )
+            # a big message is stored once, with the container, not in every member's claim
+            value = await _payloads.externalize(self.store, key, _merge.message_data(msg))
+            await self.start_container(key, dispatch_id="", mode="merge", value=value, inherited={})
             return
         data = _merge.task_input(msg, dict(signature.kwargs))
         model = self.model_for(signature.task_name, signature.model_validators_path)
         if model is not None:
             validated = _merge.validate_input(model, data, key=key, task_name=signature.task_name)
             data = validated.model_dump(mode="json", by_alias=True)
+        data = await _payloads.externalize(self.store, key, data)
         dispatch_id = self.new_dispatch_id()
         plain_options = {
             name: to_json_value(v, field=f"options.{name}") for name, v in options.items()
@@ -376,11 +395,14 @@ class MageflowRuntime:
         if not runs:
             return
         try:
-            await self.store.record_runs(runs)
+            # a few at a time: under a burst of completions these writes must
+            # not take the connections the runs' own BEGIN/FINISH need
+            async with self._recording:
+                await self.store.record_runs(runs)
         except MageflowError:
             # The runs are queued; without their ids the reconciler re-sends
             # the claims later and the duplicates skip themselves.
-            log.warning("could not record the run ids of %d dispatch(es)", len(runs))
+            log.warning("could not record the run ids of %d dispatch(es)", len(runs), exc_info=True)
 
     async def _fail_unsent(self, entry: OutboxEntry, exc: BaseException) -> None:
         code, outbox = await self.store.settle(
@@ -416,6 +438,9 @@ class MageflowRuntime:
 
     async def _send(self, request: DispatchRequest) -> DispatchResult:
         """Dispatch, with the error contract: refused (nothing runs) or pending (it will run)."""
+        small = await _payloads.externalize(self.store, request.signature_key, request.input)
+        if small is not request.input:
+            request = request.model_copy(update={"input": small})
         try:
             return await self._manager().dispatch(request)
         except (DispatchRefusedError, DispatchPendingError):
@@ -467,7 +492,11 @@ class MageflowRuntime:
             marked = resolve_error_field(model) if entry.error is not None else None
             if marked is not None:
                 data[marked] = entry.error
-        if model is not None:
+        # a value stored by reference is resolved, then validated, on the worker
+        by_ref = _payloads._ref_kind(data) is not None or any(
+            _payloads._ref_kind(v) is not None for v in data.values()
+        )
+        if model is not None and not by_ref:
             validated = _merge.validate_input(model, data, key=entry.key, task_name=entry.task_name)
             data = validated.model_dump(mode="json", by_alias=True)
         return DispatchRequest(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from thirdmagic.errors import StoreUnavailableError
 from thirdmagic.signature import to_json_value
 
-from mageflow import _locks, _merge
+from mageflow import _locks, _merge, _payloads
 from mageflow._crash import crash_point
 from mageflow._results import error_payload
 from mageflow._store.codec import OutboxEntry, R
@@ -177,13 +177,15 @@ async def _attempt(runtime: MageflowRuntime, request: RunRequest, persist: _Pers
     # stay active forever and no error callback would fire.
     try:
         model = request.model or runtime.model_for(sig.task_name, sig.model_validators_path)
-        data = _merge.rebind_at_start(request.payload, dict(sig.kwargs), model)
+        payload = await _payloads.resolve_input(store, request.payload, model)
+        data = _merge.rebind_at_start(payload, dict(sig.kwargs), model)
         arg: Any = data
         if model is not None:
             arg = _merge.validate_input(model, data, key=key, task_name=sig.task_name)
         with runtime.activate():
             result = await request.body(arg, sig)
         plain = to_json_value(result, field=f"return value of {sig.task_name}")
+        plain, by_reference = await _payloads.result_payload(store, key, plain)
     except Exception as exc:
         # BaseExceptions (cancellation, the process exiting) record nothing:
         # like a lost worker, they spend no retry
@@ -192,7 +194,8 @@ async def _attempt(runtime: MageflowRuntime, request: RunRequest, persist: _Pers
             raise
         raise signal from exc
     await _finish(runtime, request, persist, succeeded=True, payload=plain)
-    return RunOutcome(ran=True, result=result)
+    # a result too big for the engine reaches it as its reference
+    return RunOutcome(ran=True, result=plain if by_reference else result)
 
 
 async def _failed(

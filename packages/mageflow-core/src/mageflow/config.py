@@ -36,6 +36,14 @@ class MageflowConfig(BaseModel):
     """re-sends of a dispatch the engine does not know, before its signature fails"""
     reconcile_batch: int = Field(default=1000, ge=1)
     """items per index per sweep (and run ids per run-status query)"""
+    payload_threshold: int = Field(default=512 * 1024, ge=1)
+    """Bytes of JSON above which a run input or result goes by reference: it is
+    stored in Redis (``blob:<key>``) and the engine carries a small reference,
+    resolved on the worker before validation. Well under Hatchet's 4 MB gRPC
+    message limit by default."""
+    results_chunk: int = Field(default=1000, ge=1)
+    """Member results read per round trip when a swarm's result list is built
+    on the worker."""
 
     @field_validator("key_prefix")
     @classmethod

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISPATCH_ID_META",
+    "REFERENCE_TAG",
     "SIGNATURE_KEY_META",
     "TASK_META",
     "CancelRequest",
@@ -51,6 +52,7 @@ __all__ = [
     "RunStatusResult",
     "TaskDescription",
     "TaskManager",
+    "holds_reference",
 ]
 
 SIGNATURE_KEY_META = "mageflow_signature_key"
@@ -61,6 +63,25 @@ TASK_META = "mageflow_task"
 """Run metadata key carrying the task the dispatch was meant for: engines copy a
 run's metadata into child runs it starts, and a child must not take itself for
 its parent's signature run."""
+
+REFERENCE_TAG = "__mageflow_ref__"
+"""Key of the small object that stands for a payload stored in Redis (a run
+input or result above ``MageflowConfig.payload_threshold``, or a swarm's
+result list). Core resolves references on the worker, before validation."""
+
+
+def holds_reference(payload: Any) -> bool:
+    """Whether a run's input carries a payload reference, as a whole or in a field.
+
+    An adapter whose engine validates a run's input before handing it over
+    must let such an input through unvalidated (as a plain dict): core
+    resolves the reference, then validates the real input.
+    """
+    if not isinstance(payload, dict):
+        return False
+    if REFERENCE_TAG in payload:
+        return True
+    return any(isinstance(v, dict) and REFERENCE_TAG in v for v in payload.values())
 
 
 class NonRetryable(MageflowError):

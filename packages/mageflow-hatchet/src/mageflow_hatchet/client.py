@@ -26,6 +26,7 @@ from thirdmagic.signature import (
     TaskSignature,
 )
 
+from mageflow_hatchet._payloads import lenient
 from mageflow_hatchet._wrap import flags_of, make_wrapper, share_flags
 from mageflow_hatchet.manager import HatchetTaskManager
 
@@ -117,8 +118,10 @@ class HatchetMageflow(Hatchet):
                 namespace=self.hatchet.namespace or "",
                 retries=retries,
             )
-            engine_options = {**options, "retries": retries + self.lost_worker_attempts}
-            task = decorator(**engine_options)(wrapper)
+            hatchet_options = {**options, "retries": retries + self.lost_worker_attempts}
+            if model is not None:
+                hatchet_options["input_validator"] = lenient(model)
+            task = decorator(**hatchet_options)(wrapper)
             if self.task_manager.describe(DescribeRequest(task=task.name)) is not None:
                 raise mageflow.MageflowValidationError(
                     f"name: a task named {task.name!r} is already registered on this client; "
@@ -245,6 +248,12 @@ class HatchetMageflow(Hatchet):
         return await self.runtime.sign(task, **options)
 
     sign = asign
+
+    async def asign_many(
+        self, task: Any, items: Sequence[Any], **options: Any
+    ) -> list[TaskSignature]:
+        """One stored signature of ``task`` per item of kwargs (see ``mageflow.asign_many``)."""
+        return await self.runtime.sign_many(task, items, **options)
 
     async def achain(
         self,

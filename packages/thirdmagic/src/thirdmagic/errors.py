@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from thirdmagic.outcome import ErrorDetails
 
 __all__ = [
+    "BulkValidationError",
     "ConfigurationError",
     "DispatchPendingError",
     "DispatchRefusedError",
@@ -101,6 +102,28 @@ class MageflowValidationError(MageflowError, ValueError):
         self.field = field
         self.key = key
         super().__init__(message)
+
+
+class BulkValidationError(MageflowValidationError):
+    """Items of a bulk call (``mageflow.asign_many``) that cannot be used; nothing was stored.
+
+    ``errors`` has one ``(index, field, message)`` per problem (``field`` is
+    empty when the item as a whole is wrong); ``field`` names the first one.
+    """
+
+    _SHOWN = 20
+
+    def __init__(self, errors: list[tuple[int, str, str]]) -> None:
+        self.errors = errors
+        lines = [f"items[{i}].{f}: {m}" if f else f"items[{i}]: {m}" for i, f, m in errors]
+        more = f"\n... and {len(lines) - self._SHOWN} more" if len(lines) > self._SHOWN else ""
+        index, name, _ = errors[0]
+        super().__init__(
+            f"{len(errors)} problem(s) in the items; nothing was stored:\n"
+            + "\n".join(lines[: self._SHOWN])
+            + more,
+            field=f"items[{index}].{name}" if name else f"items[{index}]",
+        )
 
 
 class ConfigurationError(MageflowError):

@@ -32,11 +32,13 @@ from thirdmagic.outcome import ErrorDetails
 from thirdmagic.signature import AnySignature, Signature
 
 from mageflow._store.keys import KWARG_PREFIX, SCHEMA_VERSION, XFIELD_PREFIX, F
+from mageflow.engine import REFERENCE_TAG
 
 __all__ = [
     "ERRORS",
     "KIND",
     "MODE",
+    "REF",
     "E",
     "LockedSignal",
     "OutboxEntry",
@@ -75,6 +77,25 @@ class MODE:
     """the value is the run's message"""
     inject: Final = "inject"
     """the value goes into the signature's return-value field"""
+
+
+class REF:
+    """A payload reference: ``{tag: {kind: blob|swarm, key: <signature key>, ...}}``.
+
+    One reserved key holding an object, so the kwargs merged beside a
+    whole-input reference can have any name. ``blob``: one JSON value in the
+    signature's ``blob:`` hash, field ``f``. ``swarm``: the ordered result list
+    of swarm ``key``, ``n`` members, read from its results hash in chunks on
+    the worker.
+    """
+
+    tag: Final = REFERENCE_TAG
+    kind: Final = "kind"
+    blob: Final = "blob"
+    swarm: Final = "swarm"
+    key: Final = "key"
+    field: Final = "f"
+    count: Final = "n"
 
 
 class KIND:
@@ -386,8 +407,9 @@ def _taken(r: _Refusal) -> Exception:
 
 
 def _exists(r: _Refusal) -> Exception:
+    key = r.culprit() or r.key
     return MageflowValidationError(
-        f"key: a signature is already stored under {r.key!r}", field="key", key=r.key
+        f"key: a signature is already stored under {key!r}", field="key", key=key
     )
 
 
@@ -415,6 +437,7 @@ def _full(r: _Refusal) -> Exception:
 
 _MISSING: Final[Mapping[str, str]] = {
     "create": "signature {key!r} refers to {culprit!r}, which is not stored",
+    "create_many": "the signatures refer to {culprit!r}, which is not stored",
     "add_callbacks": "callback {culprit!r} of signature {key!r} is not stored",
     "swarm_add": "swarm member {culprit!r} is not stored",
 }

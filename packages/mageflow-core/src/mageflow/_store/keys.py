@@ -12,6 +12,11 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
     P swarm:<key>:m list    a swarm's members in admission order (append-only)
     P swarm:<key>:q list    members admitted but not started yet (FIFO)
     P swarm:<key>:res hash  admission index -> member result (JSON)
+    P blob:<key>    hash    payloads of <key> too big for the engine (JSON):
+                            ``in`` its run input, ``out`` its result; the
+                            engine carries a reference instead (``codec.REF``).
+                            TTL: ``active_ttl`` from the last write; deleted
+                            with the signature (remove.lua)
     P idx:s:<status> zset   signature keys by the time they entered the status
     P idx:t:<task>  zset    signature keys of a task name, by creation time
     P idx:i:<name>=<value>  zset  keys by task identifier, by creation time
@@ -74,6 +79,7 @@ from datetime import timedelta
 from typing import Final
 
 __all__ = [
+    "BLOB",
     "KWARG_PREFIX",
     "SCHEMA_VERSION",
     "XFIELD_PREFIX",
@@ -148,11 +154,19 @@ class K:
     members: Final = ":m"
     queue: Final = ":q"
     results: Final = ":res"
+    blob: Final = "blob:"
     by_status: Final = "idx:s:"
     by_task: Final = "idx:t:"
     by_identifier: Final = "idx:i:"
     roots: Final = "idx:roots"
     events: Final = "ev:"
+
+
+class BLOB:
+    """Fields of a signature's ``blob:`` hash (payloads stored by reference)."""
+
+    input: Final = "in"
+    result: Final = "out"
 
 
 def ms(value: timedelta) -> int:
@@ -162,16 +176,21 @@ def ms(value: timedelta) -> int:
 class Keys:
     """Key names under one prefix."""
 
-    __slots__ = ("lock_prefix", "prefix", "sig_prefix", "swarm_prefix")
+    __slots__ = ("blob_prefix", "lock_prefix", "prefix", "sig_prefix", "swarm_prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.sig_prefix = prefix + K.sig
         self.lock_prefix = prefix + K.lock
         self.swarm_prefix = prefix + K.swarm
+        self.blob_prefix = prefix + K.blob
 
     def sig(self, key: str) -> str:
         return self.sig_prefix + key
+
+    def blob(self, key: str) -> str:
+        """Payloads of ``key`` stored by reference (fields in :class:`BLOB`)."""
+        return self.blob_prefix + key
 
     def lock(self, key: str) -> str:
         return self.lock_prefix + key

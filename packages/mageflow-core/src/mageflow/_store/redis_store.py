@@ -118,6 +118,15 @@ class TransitionResult:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def _starts(count: int, sigs: Sequence[str]) -> list[int]:
+    """Index of each signature's key in a ``create_many`` batch."""
+    at, out = 0, []
+    for _ in range(count):
+        out.append(at)
+        at += 2 + int(sigs[at + 1])
+    return out
+
+
 class RedisStore:
     """Reads and writes signatures under one key prefix."""
 
@@ -196,6 +205,20 @@ class RedisStore:
             )
         return [code, *reply[1:]]
 
+    async def _queue(
+        self,
+        pipe: Any,
+        name: str,
+        *,
+        keys: Mapping[str, str],
+        args: Mapping[str, Any],
+        rest_keys: Sequence[str] = (),
+        rest_args: Sequence[Any] = (),
+    ) -> None:
+        """Queue script ``name`` on a pipeline (its reply comes from ``pipe.execute()``)."""
+        k, a = SCRIPTS[name].pack(keys, args, rest_keys, rest_args)
+        await self.scripts[name](keys=k, args=a, client=pipe)
+
     def _container_args(self, dispatch_prefix: str) -> dict[str, Any]:
         """The leading ARGV of every script that includes lib/containers."""
         return {
@@ -237,6 +260,67 @@ class RedisStore:
             },
             rest_args=self.encode(sig),
         )
+
+    async def create_many(
+        self,
+        shared: Sequence[str],
+        batches: Sequence[tuple[int, list[str]]],
+        required: Sequence[str] = (),
+    ) -> None:
+        """Store batches of new signatures, one script per batch, all in one round trip.
+
+        Every signature gets the ``shared`` hash values (field, value pairs);
+        each batch is ``(count, [key, n, field, value, ...] per signature)`` with
+        each one's own values, and is atomic. When one batch is refused, the
+        batches stored by the same call are deleted again: nothing is half-created.
+        """
+        required_keys = [self.keys.sig(k) for k in required]
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for count, sigs in batches:
+                await self._queue(
+                    pipe,
+                    "create_many",
+                    keys={},
+                    args={
+                        "prefix": self.keys.prefix,
+                        "active_ttl": self._active_ms,
+                        "count": count,
+                        "shared": len(shared),
+                    },
+                    rest_keys=required_keys,
+                    rest_args=[*shared, *sigs],
+                )
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await self._guard(run, key=None)
+        failure: BaseException | None = None
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                failure = failure or reply
+            elif text(reply[0]) != R.ok:
+                failure = failure or error_for(
+                    text(reply[0]),
+                    op="create_many",
+                    key="",
+                    args=reply[1:],
+                    action="create",
+                    sig_prefix=self.keys.sig_prefix,
+                )
+        if failure is None:
+            return
+        created = [
+            self.keys.sig(sigs[i])
+            for reply, (count, sigs) in zip(replies, batches, strict=True)
+            if not isinstance(reply, BaseException) and text(reply[0]) == R.ok
+            for i in _starts(count, sigs)
+        ]
+        if created:
+            await self._guard(lambda: self.client.delete(*created), key=None)
+        if isinstance(failure, redis_exc.RedisError):
+            raise StoreError(f"redis rejected creating signatures: {failure}") from failure
+        raise failure
 
     async def load(self, key: str) -> Signature | None:
         raw = await self._guard(lambda: self.client.hgetall(self.keys.sig(key)), key=key)
@@ -453,6 +537,36 @@ class RedisStore:
             },
         )
         return int(reply[1])
+
+    # -- payloads by reference (mageflow._payloads) --------------------------------
+
+    async def put_blob(self, key: str, field: str, encoded: str) -> None:
+        """Store one JSON payload of ``key`` (its TTL restarts at ``active_ttl``)."""
+        blob = self.keys.blob(key)
+
+        async def call() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(blob, field, encoded)
+            pipe.pexpire(blob, self._active_ms)
+            await pipe.execute()
+
+        await self._guard(call, key=key)
+
+    async def get_blob(self, key: str, field: str) -> str | None:
+        raw = await self._guard(lambda: self.client.hget(self.keys.blob(key), field), key=key)
+        return None if raw is None else text(raw)
+
+    async def swarm_results(self, key: str, start: int, stop: int) -> list[str | None]:
+        """Stored results of members ``start <= i < stop`` of swarm ``key`` (None: no result)."""
+        if stop <= start:
+            return []
+        raw = await self._guard(
+            lambda: self.client.hmget(
+                self.keys.swarm_results(key), [str(i) for i in range(start, stop)]
+            ),
+            key=key,
+        )
+        return [None if x is None else text(x) for x in cast(list[Any], raw)]
 
     # -- containers -----------------------------------------------------------
 

@@ -138,6 +138,7 @@ NAMESPACES: Final[Mapping[str, Mapping[str, str]]] = {
     "E": _members(codec.E),
     "MODE": _members(codec.MODE),
     "KIND": _members(codec.KIND),
+    "REF": _members(codec.REF),
 }
 
 

@@ -60,6 +60,8 @@ for _, full in ipairs(doomed) do
     unindex(prefix, full)
     redis.call('ZREM', pk, full)
     redis.call('ZREM', ak, full)
+    -- payloads stored by reference go with their signature
+    redis.call('DEL', prefix .. K.blob .. string.sub(full, #sp + 1))
   end
   redis.call('DEL', full)
 end

@@ -151,16 +151,9 @@ local function swarm_outcome(p, pf)
   if redis.call('LLEN', XP .. p .. K.queue) > 0 then return nil end
   local ok, bad, n = tonumber(f[3] or '0'), tonumber(f[4] or '0'), tonumber(f[5] or '0')
   if ok == 0 and bad > 0 then return S.failed, nil end
-  local parts = {}
-  local i = 0
-  while i < n do
-    local fields = {}
-    for j = i, math.min(i + 999, n - 1) do fields[#fields + 1] = tostring(j) end
-    local vals = redis.call('HMGET', XP .. p .. K.results, unpack(fields))
-    for j = 1, #fields do parts[#parts + 1] = vals[j] or 'null' end
-    i = i + 1000
-  end
-  return S.done, '[' .. table.concat(parts, ',') .. ']'
+  -- the result list is never built here: callbacks get a reference and the
+  -- worker reads the results hash in chunks (O(1) here, whatever n is)
+  return S.done, cjson.encode({[REF.tag] = {[REF.kind] = REF.swarm, [REF.key] = p, [REF.count] = n}})
 end
 -- A container that is still working keeps its side lists and its callbacks
 -- alive as long as itself; a settled one lets its lists go with the done TTL.
