@@ -77,15 +77,31 @@ class Figures:
 
 
 class Supervisor:
-    """Restarts workers that died (crash points) and SIGKILLs them at random when asked."""
+    """Restarts workers that died (crash points, kills) and SIGKILLs busy ones at random when asked.
 
-    def __init__(self, workers: Sequence[WorkerProcess], figures: Figures) -> None:
+    It never blocks on a restart: a worker takes seconds to start under load,
+    and meanwhile the others are still killed. A random kill picks a worker
+    that is healthy and has received runs since it started, so each kill
+    interrupts a worker doing MageFlow work.
+    """
+
+    def __init__(
+        self, workers: Sequence[WorkerProcess], figures: Figures, ready_timeout: float = 90.0
+    ) -> None:
         self.workers = list(workers)
         self.figures = figures
         self.kill_every: tuple[float, float] | None = None
+        self.ready_timeout = ready_timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="chaos-supervisor", daemon=True)
         self._next_kill = 0.0
+        now = time.monotonic()
+        # the harness starts the workers and waits until they are ready
+        self._started = dict.fromkeys(range(len(self.workers)), now)
+        self._ready = set(range(len(self.workers)))
+        self._busy: set[int] = set()
+        self._log_pos = dict.fromkeys(range(len(self.workers)), 0)
+        self._slow: set[int] = set()
 
     def start(self) -> Supervisor:
         self._thread.start()
@@ -99,23 +115,57 @@ class Supervisor:
         if self.kill_every is not None:
             self._next_kill = time.monotonic() + random.uniform(*self.kill_every)
 
+    def _received_run(self, i: int) -> bool:
+        w = self.workers[i]
+        try:
+            with w.log_path.open("rb") as f:
+                f.seek(self._log_pos[i])
+                chunk = f.read()
+        except OSError:
+            return False
+        # keep a tail, in case the line is still being written
+        self._log_pos[i] += max(0, len(chunk) - 200)
+        return b"rx: start step run" in chunk
+
+    def _restart(self, i: int) -> None:
+        w = self.workers[i]
+        self._ready.discard(i)
+        self._busy.discard(i)
+        try:
+            self._log_pos[i] = w.log_path.stat().st_size
+        except OSError:
+            self._log_pos[i] = 0
+        self._started[i] = time.monotonic()
+        w.start(wait=False)
+
+    def _watch(self) -> None:
+        for i, w in enumerate(self.workers):
+            if w.proc is None:
+                continue
+            if not w.running:
+                if i in self._slow:
+                    self._slow.discard(i)
+                else:
+                    self.figures.kills += 1
+                self._restart(i)
+            elif i not in self._ready:
+                if w.healthy():
+                    self._ready.add(i)
+                elif time.monotonic() - self._started[i] > self.ready_timeout:
+                    self._slow.add(i)  # a start stuck under load: again, not a kill
+                    w.kill()
+            elif i not in self._busy and self._received_run(i):
+                self._busy.add(i)
+
     def _loop(self) -> None:
         self._schedule()
         while not self._stop.is_set():
+            self._watch()
             if self.kill_every is not None and time.monotonic() >= self._next_kill:
-                victim = random.choice(self.workers)
-                if victim.running:
-                    victim.kill()
-                self._schedule()
-            for w in self.workers:
-                if w.proc is not None and not w.running:
-                    self.figures.kills += 1
-                    while not self._stop.is_set():
-                        try:
-                            w.start(wait=True)
-                            break
-                        except Exception:  # a slow start under load: again
-                            w.kill()
+                busy = [i for i in self._busy if self.workers[i].running]
+                if busy:
+                    self.workers[random.choice(busy)].kill()
+                    self._schedule()
             self._stop.wait(0.2)
 
 
@@ -138,6 +188,7 @@ class Harness:
         self.mf = self.app.mf
         self.figures = Figures()
         self.expect: list[Expectation] = []
+        self._terminal: set[str] = set()
         once_dir = tempfile.mkdtemp(prefix="mageflow-chaos-once-")
         env = {
             "REDIS_URL": valkey.url,
@@ -210,6 +261,13 @@ class Harness:
             else:
                 await self.root(fail_times=(0, 1, 2, 3)[kind], sleep=random.uniform(0.2, 1.0))
 
+    async def open_count(self) -> int:
+        """How many roots, chains and swarms of the workload are not terminal yet."""
+        keys = [e.key for e in self.expect if e.key not in self._terminal]
+        st = await self.statuses(keys)
+        self._terminal.update(k for k, v in st.items() if v in TERMINAL)
+        return sum(1 for v in st.values() if v not in TERMINAL)
+
     # -- settling and checking ------------------------------------------------------
 
     def all_keys(self) -> list[str]:
@@ -230,8 +288,13 @@ class Harness:
 
     async def _expected_terminal(self) -> dict[str, str | None]:
         st = await self.statuses([e.key for e in self.expect])
-        # the callback that must fire is part of "settled"
-        cbs = [(e.ok_callback if e.outcome == "done" else e.err_callback) for e in self.expect]
+        # the callback the outcome fires is part of "settled" (the error
+        # callback of a root the reconciler failed, though it should succeed)
+        cbs = [
+            e.ok_callback if st[e.key] == "done" else e.err_callback
+            for e in self.expect
+            if st[e.key] in ("done", "failed")
+        ]
         st.update(await self.statuses([c for c in cbs if c]))
         return st
 
@@ -263,6 +326,29 @@ class Harness:
         ended = (V1TaskStatus.FAILED, V1TaskStatus.CANCELLED, V1TaskStatus.COMPLETED)
         return status in ended, f"run {run_id} {status}"
 
+    async def failed_by_engine(self, e: Expectation) -> tuple[bool, str]:
+        """Whether ``e`` failed only because the engine gave up on runs (its own or its
+        members'), so the reconciler had to fail them; never when a run went on."""
+        store = self.mf.runtime.store
+        failed = 0
+        for key in e.members or [e.key]:
+            status, error, run, engine_run = await store.client.hmget(
+                store.keys.sig(key), [F.status, F.error, F.run, F.engine_run]
+            )
+            if status != "failed":
+                continue
+            if "in the engine" not in str(error):
+                return False, f"{key} failed: {error}"
+            run = run or engine_run
+            try:
+                state = await self.mf.hatchet.runs.aio_get_status(run)
+            except Exception as exc:
+                return False, f"{key}: run {run}: {type(exc).__name__}"
+            if state is not V1TaskStatus.FAILED:
+                return False, f"{key} failed by the reconciler, but run {run} is {state}"
+            failed += 1
+        return failed > 0, f"{failed} run(s) failed in the engine"
+
     async def ran(self, key: str) -> set[str]:
         return set(await self.app.observer.smembers(f"{self.prefix}ran:{key}"))
 
@@ -293,10 +379,20 @@ class Harness:
                 error = await self.mf.runtime.store.client.hget(
                     self.mf.runtime.store.keys.sig(e.key), F.error
                 )
-                if s == "failed" and "in the engine" in str(error):
-                    # the reconciler failed it: its run was lost with the worker
-                    # on the engine's last attempt (docs/lifecycle.md)
-                    fig.needs_reconciler.append(f"{e.key} failed by the reconciler: {error}")
+                if (s == "failed" and "in the engine" in str(error)) or e.members:
+                    # the reconciler failed it (or a member): right only when
+                    # the engine gave up on the run (lost with the worker on the
+                    # engine's last attempt; docs/lifecycle.md), never when it
+                    # ran on
+                    gave_up, why = await self.failed_by_engine(e)
+                    if s == "failed" and gave_up:
+                        fig.needs_reconciler.append(f"{e.key} failed by the reconciler: {why}")
+                        if e.err_callback:
+                            await once(e.err_callback, "callback")
+                        if e.ok_callback:
+                            await never(e.ok_callback, "callback")
+                    else:
+                        fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}: {why}")
                 else:
                     fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
                 continue
@@ -322,8 +418,8 @@ def long_run() -> bool:
     return os.environ.get("MAGEFLOW_CHAOS_LONG", "") not in ("", "0")
 
 
-def report(name: str, fig: Figures) -> str:
-    line = f"chaos {name}: {fig.line()}"
+def report(name: str, fig: Figures, extra: str = "") -> str:
+    line = f"chaos {name}: {fig.line()}" + (f" {extra}" if extra else "")
     print(line)
     path = os.environ.get("MAGEFLOW_CHAOS_REPORT")
     if path:

@@ -126,6 +126,10 @@ class WorkerProcess:
             self.wait_ready()
         return self
 
+    def healthy(self) -> bool:
+        """Whether /health answers 200 now (one probe, no waiting)."""
+        return self.running and self._health_ok()
+
     def _health_ok(self) -> bool:
         try:
             with urllib.request.urlopen(self.health_url, timeout=1) as r:

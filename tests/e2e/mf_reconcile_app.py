@@ -98,6 +98,23 @@ class ReconcileApp:
             await record("e2e-rc-nap-end", tag=msg.tag)
             return {"slept": msg.seconds}
 
+        # one run per tag, and a run waits at most 3 s for its turn: a second
+        # run of a busy tag times out in the engine before any worker sees it
+        @mf.task(
+            name="e2e-rc-late",
+            input_validator=Nap,
+            schedule_timeout=timedelta(seconds=3),
+            execution_timeout=timedelta(seconds=30),
+            concurrency=ConcurrencyExpression(
+                expression="input.tag",
+                max_runs=1,
+                limit_strategy=ConcurrencyLimitStrategy.GROUP_ROUND_ROBIN,
+            ),
+        )
+        async def late(msg: Nap) -> None:
+            await record("e2e-rc-late", tag=msg.tag)
+            await asyncio.sleep(msg.seconds)
+
         # no retries: the worker dies on the run's only (so last) attempt
         @mf.task(name="e2e-rc-doomed", input_validator=Nap, execution_timeout=timedelta(seconds=8))
         async def doomed(msg: Nap) -> None:
@@ -111,7 +128,7 @@ class ReconcileApp:
 
         self.plain_workflow = mf.hatchet.workflow(name="e2e-rc-dag")
 
-        self.tasks = [step, fails, needs, note, nap, doomed]
+        self.tasks = [step, fails, needs, note, nap, late, doomed]
         self.plain = plain
 
     async def records(self, task: str, tag: str) -> list[dict[str, Any]]:

@@ -261,10 +261,33 @@ async def test_worker_killed_on_the_last_attempt_fails_once_via_the_reconciler(
         await wait_records(rc, "e2e-rc-doomed", tag)
         doomed.kill()
         await wait_status(sig.key, _S.FAILED, timeout=120)
-        assert "in the engine" in await error_of(rc, sig.key)
+        # the engine's execution timeout (8 s) ends the run long before it
+        # gives up on the lost worker, and the adapter tells it from a failure
+        assert "timed out in the engine" in await error_of(rc, sig.key)
         await wait_records(rc, "e2e-rc-note", f"{tag}-err")
         await asyncio.sleep(6)
         assert len(await rc.records("e2e-rc-note", f"{tag}-err")) == 1
         assert len(await rc.records("e2e-rc-doomed", tag)) == 1
     finally:
         doomed.stop()
+
+
+async def test_run_that_waits_past_its_schedule_timeout_fails_as_timed_out_in_the_engine(
+    rc: ReconcileApp, tag: str
+) -> None:
+    # issue 7 case 4: a run the engine times out while it is still queued
+    # never reaches a worker; the reconciler fails its signature, saying so
+    blocker = await mageflow.asign("e2e-rc-late")
+    await blocker.aio_run_no_wait(Nap(tag=tag, seconds=12))
+    await wait_records(rc, "e2e-rc-late", tag)
+    note = await mageflow.asign("e2e-rc-note", tag=f"{tag}-err")
+    late = await mageflow.asign("e2e-rc-late", error_callbacks=[note])
+    await late.aio_run_no_wait(Nap(tag=tag, seconds=0))
+    await wait_status(late.key, _S.FAILED, timeout=90)
+    assert "timed out in the engine before it reached MageFlow" in await error_of(rc, late.key)
+    await wait_records(rc, "e2e-rc-note", f"{tag}-err")
+    await wait_status(blocker.key, _S.DONE, timeout=60)
+    await asyncio.sleep(6)
+    assert len(await rc.records("e2e-rc-note", f"{tag}-err")) == 1
+    assert len(await rc.records("e2e-rc-late", tag)) == 1  # only the blocker ran
+    assert not await in_pending_index(rc, late.key)

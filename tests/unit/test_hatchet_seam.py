@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from unittest.mock import MagicMock
+
 import pytest
 from hatchet_sdk.clients.rest.exceptions import NotFoundException, RestConnectionError
+from hatchet_sdk.clients.rest.models.v1_task_event import V1TaskEvent
 from hatchet_sdk.exceptions import NonRetryableException
 from mageflow import (
     DispatchRefusedError,
@@ -12,8 +16,10 @@ from mageflow import (
     NonRetryable,
     SignatureNotFoundError,
 )
+from mageflow.engine import RunState
 from mageflow_hatchet import ExecutionTimeoutError
 from mageflow_hatchet._errors import dispatch_error, map_hatchet_exceptions, to_hatchet_signal
+from mageflow_hatchet.manager import _engine_retries, _failed_state
 
 
 class FakeRpcError(Exception):
@@ -92,3 +98,56 @@ def test_a_trigger_the_engine_refused_is_dispatch_refused(status: str) -> None:
 def test_a_trigger_of_unknown_outcome_is_not_refused(exc: Exception) -> None:
     error = dispatch_error("dispatch of 't'", exc)
     assert isinstance(error, EngineError) and not isinstance(error, DispatchRefusedError)
+
+
+NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+
+
+def _event(kind: str, retry_count: int | None, n: int) -> V1TaskEvent:
+    return V1TaskEvent.model_validate(
+        {
+            "id": n,
+            "taskId": "00000000-0000-0000-0000-000000000000",
+            "timestamp": f"2026-01-01T00:00:{n:02d}Z",
+            "eventType": kind,
+            "message": "",
+            "retryCount": retry_count,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("events", "retries", "state"),
+    [
+        ([], 3, RunState.FAILED),
+        ([("STARTED", 0), ("FAILED", 0)], 0, RunState.FAILED),
+        ([("STARTED", 0), ("FAILED", 0)], None, RunState.FAILED),
+        # attempts left: the engine retries it, its status lags
+        ([("ASSIGNED", 0), ("FAILED", 0)], 3, RunState.RUNNING),
+        ([("FAILED", 0), ("ASSIGNED", 1)], None, RunState.RUNNING),
+        ([("FAILED", 2), ("ASSIGNED", 3), ("FAILED", 3)], 3, RunState.FAILED),
+        ([("STARTED", 0), ("TIMED_OUT", 0)], 0, RunState.TIMED_OUT),
+        ([("STARTED", 0), ("TIMED_OUT", 0)], 2, RunState.RUNNING),
+        ([("QUEUED", 0), ("SCHEDULING_TIMED_OUT", 0)], 5, RunState.TIMED_OUT),
+        # an earlier attempt timed out and was retried; the last one failed
+        ([("TIMED_OUT", 0), ("STARTED", 1), ("FAILED", 1)], 1, RunState.FAILED),
+        ([("FAILED", 0), ("STARTED", 1), ("TIMED_OUT", 1)], 1, RunState.TIMED_OUT),
+        ([("STARTED", None), ("TIMED_OUT", None)], None, RunState.TIMED_OUT),
+    ],
+)
+def test_a_failed_run_is_read_by_its_last_attempt(
+    events: list[tuple[str, int | None]], retries: int | None, state: RunState
+) -> None:
+    rows = [_event(kind, rc, n) for n, (kind, rc) in enumerate(events)]
+    assert _failed_state(rows, retries, NOW) is state
+
+
+def test_a_failure_with_attempts_left_is_final_after_the_grace() -> None:
+    rows = [_event("STARTED", 0, 1), _event("FAILED", 0, 2)]
+    assert _failed_state(rows, 3, NOW + timedelta(minutes=5)) is RunState.FAILED
+
+
+def test_the_engine_retry_budget_comes_from_the_reported_workflow_config() -> None:
+    task = MagicMock(action_id="t:t", workflow_config={"Tasks": [{"Action": "t:t", "Retries": 10}]})
+    assert _engine_retries(task) == 10
+    assert _engine_retries(MagicMock(action_id="t:t", workflow_config=None)) is None

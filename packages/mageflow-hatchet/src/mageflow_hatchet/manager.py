@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hatchet_sdk import Hatchet
+from hatchet_sdk.clients.rest.api.task_api import TaskApi
 from hatchet_sdk.clients.rest.api.workflow_runs_api import WorkflowRunsApi
 from hatchet_sdk.clients.rest.exceptions import NotFoundException
+from hatchet_sdk.clients.rest.models.v1_task_event import V1TaskEvent
+from hatchet_sdk.clients.rest.models.v1_task_event_type import V1TaskEventType
 from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from hatchet_sdk.clients.rest.models.v1_task_summary import V1TaskSummary
 from hatchet_sdk.types.trigger import TriggerWorkflowOptions, WorkflowRunTriggerConfig
 from mageflow.engine import (
     CancelRequest,
@@ -46,6 +52,7 @@ _MAX_IN_FLIGHT = 4
 # Hatchet's REST API has no lookup of many runs by id: run_status asks for
 # each run, this many at a time.
 _STATUS_CONCURRENCY = 8
+_EVENT_ROWS = 100
 
 _STATES = {
     V1TaskStatus.QUEUED: RunState.QUEUED,
@@ -191,8 +198,14 @@ class HatchetTaskManager(TaskManager):
     async def run_status(self, request: RunStatusRequest) -> RunStatusResult:
         """Each run's state through Hatchet's REST API; a run it does not know is unknown.
 
-        Hatchet does not tell a timeout from another failure in the run's
-        status, so both read as ``failed``.
+        A failed run is looked at closer (two more calls, for failed runs
+        only): Hatchet's status reads ``FAILED`` between an attempt that failed
+        and the engine's retry of it (a send to a worker that had died, a lost
+        worker, a timeout), so a failure with attempts left that is minutes
+        old at most reads as ``running``. A timeout reads ``FAILED`` too; a
+        last attempt that ended ``TIMED_OUT`` (execution timeout) or
+        ``SCHEDULING_TIMED_OUT`` (never assigned within the schedule timeout,
+        never retried) is :attr:`RunState.TIMED_OUT`.
         """
         runs = self.hatchet.runs
         loop = asyncio.get_running_loop()
@@ -202,10 +215,23 @@ class HatchetTaskManager(TaskManager):
             # the REST call without hatchet-sdk's retries: a 404 is an answer here
             with runs.client() as client:
                 try:
-                    status = WorkflowRunsApi(client).v1_workflow_run_get_status(run_id)
+                    status = V1TaskStatus(
+                        WorkflowRunsApi(client).v1_workflow_run_get_status(run_id)
+                    )
                 except NotFoundException:
                     return RunState.UNKNOWN
-            return _STATES.get(V1TaskStatus(status), RunState.UNKNOWN)
+                if status is not V1TaskStatus.FAILED:
+                    return _STATES.get(status, RunState.UNKNOWN)
+                # A MageFlow run is one task, whose id is the run id. The engine
+                # applies the event limit as given (none reads as 0 rows); one
+                # row per event type and attempt.
+                tasks = TaskApi(client)
+                try:
+                    task = tasks.v1_task_get(run_id)
+                    events = tasks.v1_task_event_list(run_id, limit=_EVENT_ROWS).rows or []
+                except NotFoundException:  # not a single task: a failure it is
+                    return RunState.FAILED
+            return _failed_state(events, _engine_retries(task), datetime.now(UTC))
 
         async def ask(run_id: str) -> tuple[str, RunState]:
             async with gate:
@@ -214,6 +240,47 @@ class HatchetTaskManager(TaskManager):
 
         pairs = await asyncio.gather(*(ask(r) for r in dict.fromkeys(request.run_ids)))
         return RunStatusResult(states=dict(pairs))
+
+
+_FAILURES = frozenset(
+    {V1TaskEventType.FAILED, V1TaskEventType.TIMED_OUT, V1TaskEventType.SCHEDULING_TIMED_OUT}
+)
+# How long a failure with attempts left is taken for one the engine is still
+# retrying: its retry shows within seconds; a failure the engine did not retry
+# after all (a non-retryable one) is settled this long after it.
+_RETRY_GRACE = timedelta(minutes=2)
+
+
+def _engine_retries(task: V1TaskSummary) -> int | None:
+    """The engine's retry budget of the run's task, from the workflow config it reports."""
+    config = task.workflow_config or {}
+    for spec in config.get("Tasks") or []:
+        if isinstance(spec, dict) and spec.get("Action") in (task.action_id, None):
+            retries = spec.get("Retries")
+            return retries if isinstance(retries, int) else None
+    return None
+
+
+def _failed_state(events: Sequence[V1TaskEvent], retries: int | None, now: datetime) -> RunState:
+    """What a run whose status reads ``FAILED`` is, by its task events.
+
+    Only the last attempt counts (an earlier attempt's timeout was retried).
+    ``retries`` is the engine's budget (None: not known, so a failure on the
+    last attempt seen is final).
+    """
+    if not events:
+        return RunState.FAILED
+    last = max(e.retry_count or 0 for e in events)
+    mine = [e for e in events if (e.retry_count or 0) == last]
+    kinds = {e.event_type for e in mine}
+    if V1TaskEventType.SCHEDULING_TIMED_OUT in kinds:
+        return RunState.TIMED_OUT
+    recent = now - max(e.timestamp for e in mine) < _RETRY_GRACE
+    retried = not (kinds & _FAILURES) or (retries is not None and last < retries)
+    if recent and retried:
+        # the engine retries it (or already began to: the status lags its events)
+        return RunState.RUNNING
+    return RunState.TIMED_OUT if V1TaskEventType.TIMED_OUT in kinds else RunState.FAILED
 
 
 def from_environment() -> HatchetTaskManager:
