@@ -12,9 +12,11 @@ Invariants checked once everything has settled (``Harness.verdict``):
 
 A signature whose engine run ended without reporting back (lost with its
 worker on the engine's last attempt) is the reconciler's case: the workers
-run it, and by its table such a signature fails ("... in the engine"). It is
-counted as ``needs_reconciler`` (left non-terminal, or failed by the
-reconciler), not as a MageFlow failure, and the figures say how many.
+run it, and by its table such a signature fails ("... in the engine") and its
+error callback fires once. It is counted as ``needs_reconciler``, not as a
+MageFlow failure, and the figures say how many, but only after the engine is
+asked: a signature the reconciler failed while its run (or a member's) went
+on and completed is ``wrong``.
 """
 
 from __future__ import annotations

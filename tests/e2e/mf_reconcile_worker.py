@@ -2,8 +2,8 @@
 reconciling every second (what went quiet for 4 s).
 
 Env: the Hatchet client variables, ``REDIS_URL``, ``MAGEFLOW_E2E_PREFIX`` and
-``MAGEFLOW_E2E_GROUP``: ``main`` serves every task but ``e2e-rc-doomed``,
-``doomed`` serves only that one (a worker a test SIGKILLs).
+``MAGEFLOW_E2E_GROUP``: ``main`` serves every task but those in ``DOOMED``,
+``doomed`` serves only ``DOOMED`` (a worker a test SIGKILLs).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from hatchet_sdk import Hatchet
 
 from tests.e2e.mf_reconcile_app import ReconcileApp
 
+DOOMED = {"e2e-rc-doomed", "e2e-rc-resent"}
+
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     app = ReconcileApp(Hatchet(), os.environ["REDIS_URL"], os.environ["MAGEFLOW_E2E_PREFIX"])
     doomed = os.environ.get("MAGEFLOW_E2E_GROUP") == "doomed"
-    tasks = [t for t in app.tasks if (t.name == "e2e-rc-doomed") == doomed]
+    tasks = [t for t in app.tasks if (t.name in DOOMED) == doomed]
     app.mf.worker(
         f"mageflow-e2e-reconcile-{'doomed' if doomed else 'main'}",
         slots=20,
