@@ -98,22 +98,6 @@ class ReconcileApp:
             await record("e2e-rc-nap-end", tag=msg.tag)
             return {"slept": msg.seconds}
 
-        # fails its first attempt; the engine retries it 12 s later, long
-        # after the reconciler (4 s) looks at the quiet signature
-        @mf.task(
-            name="e2e-rc-flaky",
-            input_validator=Step,
-            retries=1,
-            backoff_factor=12.0,
-            backoff_max_seconds=12,
-        )
-        @mf.with_ctx
-        async def flaky(msg: Step, ctx: Context) -> dict[str, Any]:
-            await record("e2e-rc-flaky", tag=msg.tag, attempt=ctx.attempt_number)
-            if ctx.attempt_number == 1:
-                raise RuntimeError("flaky once")
-            return {"n": msg.n}
-
         # one run per tag, and a run waits at most 3 s for its turn: a second
         # run of a busy tag times out in the engine before any worker sees it
         @mf.task(
@@ -150,7 +134,7 @@ class ReconcileApp:
 
         self.plain_workflow = mf.hatchet.workflow(name="e2e-rc-dag")
 
-        self.tasks = [step, fails, needs, note, nap, late, flaky, resent, doomed]
+        self.tasks = [step, fails, needs, note, nap, late, resent, doomed]
         self.plain = plain
 
     async def records(self, task: str, tag: str) -> list[dict[str, Any]]:

@@ -293,33 +293,6 @@ async def test_run_that_waits_past_its_schedule_timeout_fails_as_timed_out_in_th
     assert not await in_pending_index(rc, late.key)
 
 
-async def test_failure_the_engine_retries_later_is_not_settled_as_failed(
-    rc: ReconcileApp, tag: str
-) -> None:
-    # Between a failed attempt and the engine's retry of it (here a 12 s
-    # backoff) Hatchet's status reads FAILED. The reconciler looks at the quiet
-    # signature meanwhile and must leave it: the retry succeeds.
-    ok = await mageflow.asign("e2e-rc-note", tag=f"{tag}-ok")
-    err = await mageflow.asign("e2e-rc-note", tag=f"{tag}-err")
-    sig = await mageflow.asign("e2e-rc-flaky", success_callbacks=[ok], error_callbacks=[err])
-    await sig.aio_run_no_wait(Step(tag=tag, n=1))
-    await wait_records(rc, "e2e-rc-flaky", tag)
-    run_id = await field(rc, sig.key, "r")
-    assert run_id
-    seen: set[object] = set()
-
-    async def done() -> bool:
-        seen.add(await rc.mf.runs.aio_get_status(run_id))
-        return await status_of(sig.key) is _S.DONE
-
-    await wait_until(done, timeout=90, interval=0.5, message=f"{sig.key} done")
-    await wait_records(rc, "e2e-rc-note", f"{tag}-ok")
-    await asyncio.sleep(2)
-    assert [r["attempt"] for r in await rc.records("e2e-rc-flaky", tag)] == [1, 2]
-    assert await rc.records("e2e-rc-note", f"{tag}-err") == []
-    print(f"engine statuses seen while retrying: {sorted(map(str, seen))}")
-
-
 async def test_run_sent_to_a_dead_worker_is_not_settled_as_failed(
     rc: ReconcileApp, tag: str, hatchet_engine: Engine, redis_url: str, rc_prefix: str
 ) -> None:
