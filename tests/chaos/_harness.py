@@ -182,11 +182,14 @@ class Harness:
         crash: str = "",
         crash_once_per: str = "signature",
         lost_worker_attempts: int = 3,
+        suffix: str = "",
     ) -> None:
         self.engine = engine
         self.valkey = valkey
         self.prefix = f"chaos:{uuid.uuid4().hex[:8]}:"
-        self.app = ChaosApp(engine.client(), valkey.url, observer_url, self.prefix)
+        # a suffix of its own on the task names lets harnesses run at once
+        self.app = ChaosApp(engine.client(), valkey.url, observer_url, self.prefix, suffix=suffix)
+        self.work, self.step = self.app.tasks["work"].name, self.app.tasks["step"].name
         self.mf = self.app.mf
         self.figures = Figures()
         self.expect: list[Expectation] = []
@@ -197,56 +200,62 @@ class Harness:
             "CHAOS_OBSERVER_URL": observer_url,
             "CHAOS_PREFIX": self.prefix,
             "CHAOS_LOST_WORKER_ATTEMPTS": str(lost_worker_attempts),
+            "CHAOS_SUFFIX": suffix,
         }
         if crash:
             env["MAGEFLOW_TEST_CRASH"] = crash
             env["MAGEFLOW_TEST_CRASH_ONCE_DIR"] = once_dir
             env["MAGEFLOW_TEST_CRASH_ONCE_PER"] = crash_once_per
         self.workers = [
-            WorkerProcess("tests.chaos.chaos_worker", engine.worker_env(env), name=f"chaos-{i}")
+            WorkerProcess(
+                "tests.chaos.chaos_worker", engine.worker_env(env), name=f"chaos{suffix}-{i}"
+            )
             for i in range(workers)
         ]
         self.supervisor = Supervisor(self.workers, self.figures)
 
-    def __enter__(self) -> Harness:
-        self.mf.runtime.install()
+    async def __aenter__(self) -> Harness:
+        # this task's runtime (harnesses may run at once, in tasks of their own)
+        self._active = self.mf.runtime.activate()
+        self._active.__enter__()
         for w in self.workers:
             w.start(wait=False)
         for w in self.workers:
-            w.wait_ready()
+            await asyncio.to_thread(w.wait_ready)
         self.supervisor.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.supervisor.stop()
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.supervisor.stop)
         for w in self.workers:
-            w.stop(timeout=5)
+            await asyncio.to_thread(w.stop, 5)
+        self._active.__exit__(None, None, None)
 
     # -- workload -----------------------------------------------------------------
 
     async def root(self, fail_times: int = 0, sleep: float = 0.0, hang_calls: int = 0) -> str:
-        ok = await mageflow.asign("chaos-step", tag="ok")
-        err = await mageflow.asign("chaos-step", tag="err")
-        sig = await mageflow.asign("chaos-work", success_callbacks=[ok], error_callbacks=[err])
+        ok = await mageflow.asign(self.step, tag="ok")
+        err = await mageflow.asign(self.step, tag="err")
+        sig = await mageflow.asign(self.work, success_callbacks=[ok], error_callbacks=[err])
         await sig.aio_run_no_wait(
             Work(tag="root", fail_times=fail_times, sleep=sleep, hang_calls=hang_calls)
         )
-        # retries=2 on chaos-work: a third failure is final
+        # retries=2 on the work task: a third failure is final
         outcome = "done" if fail_times <= 2 else "failed"
         self.expect.append(Expectation(sig.key, outcome, ok.key, err.key))
         return sig.key
 
     async def chain(self, steps: int = 3) -> str:
-        members = [await mageflow.asign("chaos-step", tag=f"s{i}") for i in range(steps)]
-        ok = await mageflow.asign("chaos-step", tag="chain-ok")
+        members = [await mageflow.asign(self.step, tag=f"s{i}") for i in range(steps)]
+        ok = await mageflow.asign(self.step, tag="chain-ok")
         chain = await mageflow.achain(members, success=[ok])
         await chain.aio_run_no_wait({"tag": "chain"})
         self.expect.append(Expectation(chain.key, "done", ok.key, None, [m.key for m in members]))
         return chain.key
 
     async def swarm(self, size: int = 4) -> str:
-        members = [await mageflow.asign("chaos-step", tag=f"m{i}") for i in range(size)]
-        ok = await mageflow.asign("chaos-step", tag="swarm-ok")
+        members = [await mageflow.asign(self.step, tag=f"m{i}") for i in range(size)]
+        ok = await mageflow.asign(self.step, tag="swarm-ok")
         swarm = await mageflow.aswarm(tasks=members, success_callbacks=[ok], is_swarm_closed=True)
         await swarm.aio_run_no_wait({"tag": "swarm"})
         self.expect.append(Expectation(swarm.key, "done", ok.key, None, [m.key for m in members]))
@@ -363,7 +372,14 @@ class Harness:
         async def once(key: str, what: str) -> None:
             runs = await self.ran(key)
             if not runs:
-                fig.lost.append(f"{what} {key} never ran")
+                # the reconciler fails a signature whose run the engine gave up on
+                gave_up, why = await self.failed_by_engine(Expectation(key, "done"))
+                if gave_up:
+                    fig.needs_reconciler.append(f"{what} {key} failed by the reconciler: {why}")
+                elif "failed by the reconciler" in why:
+                    fig.wrong.append(f"{what} {key}: {why}")
+                else:
+                    fig.lost.append(f"{what} {key} never ran")
             elif len(runs) > 1:
                 fig.duplicated.append(f"{what} {key} ran in {len(runs)} runs")
 

@@ -46,6 +46,7 @@ class ChaosApp:
         observer_url: str,
         prefix: str,
         lost_worker_attempts: int = 3,
+        suffix: str = "",
     ) -> None:
         self.mf = Mageflow(
             hatchet,
@@ -56,13 +57,14 @@ class ChaosApp:
         self.observer = aioredis.Redis.from_url(observer_url, decode_responses=True)
         obs = self.observer
         self.prefix = prefix
+        self.suffix = suffix
         mf = self.mf
 
         async def ran(key: str, run_id: str) -> None:
             await obs.sadd(f"{prefix}ran:{key}", run_id)
 
         @mf.task(
-            name="chaos-work",
+            name=f"chaos-work{suffix}",
             input_validator=Work,
             retries=2,
             execution_timeout=timedelta(seconds=60),
@@ -85,7 +87,7 @@ class ChaosApp:
             return {"tag": msg.tag, "calls": calls}
 
         @mf.task(
-            name="chaos-step",
+            name=f"chaos-step{suffix}",
             input_validator=Loose,
             retries=4,
             execution_timeout=timedelta(seconds=60),

@@ -1,7 +1,8 @@
 """Worker subprocess of the fault-injection suite: serves every task of ``chaos_app``.
 
 Env: the Hatchet client variables, ``REDIS_URL`` (the chaos valkey),
-``CHAOS_OBSERVER_URL``, ``CHAOS_PREFIX``, and optionally ``MAGEFLOW_TEST_CRASH``
+``CHAOS_OBSERVER_URL``, ``CHAOS_PREFIX``, optionally ``CHAOS_SUFFIX`` (of the
+task names, so harnesses run at once) and ``MAGEFLOW_TEST_CRASH``
 / ``MAGEFLOW_TEST_CRASH_ONCE_DIR`` (mageflow._crash).
 """
 
@@ -24,9 +25,10 @@ def main() -> None:
         os.environ["CHAOS_OBSERVER_URL"],
         os.environ["CHAOS_PREFIX"],
         lost_worker_attempts=int(os.environ.get("CHAOS_LOST_WORKER_ATTEMPTS", "3")),
+        suffix=os.environ.get("CHAOS_SUFFIX", ""),
     )
     worker = app.mf.worker(
-        "mageflow-chaos",
+        f"mageflow-chaos{app.suffix}",
         slots=20,
         workflows=list(app.tasks.values()),
         recover_every=timedelta(seconds=1),

@@ -19,7 +19,7 @@ from mageflow import (
 from mageflow.engine import RunState
 from mageflow_hatchet import ExecutionTimeoutError
 from mageflow_hatchet._errors import dispatch_error, map_hatchet_exceptions, to_hatchet_signal
-from mageflow_hatchet.manager import _engine_retries, _failed_state
+from mageflow_hatchet.manager import _engine_now, _engine_retries, _failed_state
 
 
 class FakeRpcError(Exception):
@@ -103,7 +103,7 @@ def test_a_trigger_of_unknown_outcome_is_not_refused(exc: Exception) -> None:
 NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 
 
-def _event(kind: str, retry_count: int | None, n: int) -> V1TaskEvent:
+def _event(kind: str, retry_count: int | None, n: int, error: str | None = None) -> V1TaskEvent:
     return V1TaskEvent.model_validate(
         {
             "id": n,
@@ -111,6 +111,7 @@ def _event(kind: str, retry_count: int | None, n: int) -> V1TaskEvent:
             "timestamp": f"2026-01-01T00:00:{n:02d}Z",
             "eventType": kind,
             "message": "",
+            "errorMessage": error,
             "retryCount": retry_count,
         }
     )
@@ -121,7 +122,8 @@ def _event(kind: str, retry_count: int | None, n: int) -> V1TaskEvent:
     [
         ([], 3, RunState.FAILED),
         ([("STARTED", 0), ("FAILED", 0)], 0, RunState.FAILED),
-        ([("STARTED", 0), ("FAILED", 0)], None, RunState.FAILED),
+        # the budget unknown: any failure may still be retried, for a while
+        ([("STARTED", 0), ("FAILED", 0)], None, RunState.RUNNING),
         # attempts left: the engine retries it, its status lags
         ([("ASSIGNED", 0), ("FAILED", 0)], 3, RunState.RUNNING),
         ([("FAILED", 0), ("ASSIGNED", 1)], None, RunState.RUNNING),
@@ -132,7 +134,7 @@ def _event(kind: str, retry_count: int | None, n: int) -> V1TaskEvent:
         # an earlier attempt timed out and was retried; the last one failed
         ([("TIMED_OUT", 0), ("STARTED", 1), ("FAILED", 1)], 1, RunState.FAILED),
         ([("FAILED", 0), ("STARTED", 1), ("TIMED_OUT", 1)], 1, RunState.TIMED_OUT),
-        ([("STARTED", None), ("TIMED_OUT", None)], None, RunState.TIMED_OUT),
+        ([("STARTED", None), ("TIMED_OUT", None)], 0, RunState.TIMED_OUT),
     ],
 )
 def test_a_failed_run_is_read_by_its_last_attempt(
@@ -145,6 +147,21 @@ def test_a_failed_run_is_read_by_its_last_attempt(
 def test_a_failure_with_attempts_left_is_final_after_the_grace() -> None:
     rows = [_event("STARTED", 0, 1), _event("FAILED", 0, 2)]
     assert _failed_state(rows, 3, NOW + timedelta(minutes=5)) is RunState.FAILED
+
+
+def test_a_send_to_a_dead_worker_is_retried_past_the_budget() -> None:
+    # the engine retries such sends beyond the task's retries (seen in the
+    # long fault-injection run: completed on attempt 12 of a budget of 10)
+    sent = _event("FAILED", 10, 2, error="Could not send task to worker. This likely means...")
+    rows = [_event("ASSIGNED", 10, 1), sent]
+    assert _failed_state(rows, 10, NOW) is RunState.RUNNING
+    assert _failed_state(rows, 10, NOW + timedelta(minutes=5)) is RunState.FAILED
+
+
+def test_event_ages_are_read_on_the_engine_clock() -> None:
+    now = _engine_now({"Date": "Thu, 01 Jan 2026 00:05:00 GMT"})
+    assert now == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert _engine_now({}).tzinfo is not None
 
 
 def test_the_engine_retry_budget_comes_from_the_reported_workflow_config() -> None:

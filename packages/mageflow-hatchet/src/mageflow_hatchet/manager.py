@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from hatchet_sdk import Hatchet
@@ -201,11 +202,13 @@ class HatchetTaskManager(TaskManager):
         A failed run is looked at closer (two more calls, for failed runs
         only): Hatchet's status reads ``FAILED`` between an attempt that failed
         and the engine's retry of it (a send to a worker that had died, a lost
-        worker, a timeout), so a failure with attempts left that is minutes
-        old at most reads as ``running``. A timeout reads ``FAILED`` too; a
-        last attempt that ended ``TIMED_OUT`` (execution timeout) or
-        ``SCHEDULING_TIMED_OUT`` (never assigned within the schedule timeout,
-        never retried) is :attr:`RunState.TIMED_OUT`.
+        worker, a timeout), and sends to dead workers are retried past the
+        task's retry budget. So a failure reads ``running`` for a grace period
+        by the engine's clock, unless it is plainly the last one (an
+        application failure or timeout on the budget's last attempt). A
+        timeout reads ``FAILED`` too; a last attempt that ended ``TIMED_OUT``
+        (execution timeout) or ``SCHEDULING_TIMED_OUT`` (never assigned within
+        the schedule timeout, never retried) is :attr:`RunState.TIMED_OUT`.
         """
         runs = self.hatchet.runs
         loop = asyncio.get_running_loop()
@@ -228,10 +231,11 @@ class HatchetTaskManager(TaskManager):
                 tasks = TaskApi(client)
                 try:
                     task = tasks.v1_task_get(run_id)
-                    events = tasks.v1_task_event_list(run_id, limit=_EVENT_ROWS).rows or []
+                    got = tasks.v1_task_event_list_with_http_info(run_id, limit=_EVENT_ROWS)
                 except NotFoundException:  # not a single task: a failure it is
                     return RunState.FAILED
-            return _failed_state(events, _engine_retries(task), datetime.now(UTC))
+            events = got.data.rows or []
+            return _failed_state(events, _engine_retries(task), _engine_now(got.headers))
 
         async def ask(run_id: str) -> tuple[str, RunState]:
             async with gate:
@@ -245,10 +249,24 @@ class HatchetTaskManager(TaskManager):
 _FAILURES = frozenset(
     {V1TaskEventType.FAILED, V1TaskEventType.TIMED_OUT, V1TaskEventType.SCHEDULING_TIMED_OUT}
 )
-# How long a failure with attempts left is taken for one the engine is still
-# retrying: its retry shows within seconds; a failure the engine did not retry
-# after all (a non-retryable one) is settled this long after it.
+# How long a failure is taken for one the engine is still retrying: its retry
+# shows within seconds (tens under load); a failure the engine did not retry
+# after all is settled this long after it.
 _RETRY_GRACE = timedelta(minutes=2)
+# The engine's message for a send to a worker it still counted alive; such
+# sends are retried past the task's retry budget.
+_SEND_FAILED = "Could not send task to worker"
+
+
+def _engine_now(headers: Mapping[str, str] | None) -> datetime:
+    """The engine's clock (the response's ``Date``), so event ages need no synced clocks."""
+    date = (headers or {}).get("Date") or (headers or {}).get("date")
+    if date:
+        try:
+            return parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            pass
+    return datetime.now(UTC)
 
 
 def _engine_retries(task: V1TaskSummary) -> int | None:
@@ -265,8 +283,8 @@ def _failed_state(events: Sequence[V1TaskEvent], retries: int | None, now: datet
     """What a run whose status reads ``FAILED`` is, by its task events.
 
     Only the last attempt counts (an earlier attempt's timeout was retried).
-    ``retries`` is the engine's budget (None: not known, so a failure on the
-    last attempt seen is final).
+    ``retries`` is the engine's budget (None: not known); ``now`` the engine's
+    time.
     """
     if not events:
         return RunState.FAILED
@@ -275,12 +293,15 @@ def _failed_state(events: Sequence[V1TaskEvent], retries: int | None, now: datet
     kinds = {e.event_type for e in mine}
     if V1TaskEventType.SCHEDULING_TIMED_OUT in kinds:
         return RunState.TIMED_OUT
-    recent = now - max(e.timestamp for e in mine) < _RETRY_GRACE
-    retried = not (kinds & _FAILURES) or (retries is not None and last < retries)
-    if recent and retried:
+    ended = RunState.TIMED_OUT if V1TaskEventType.TIMED_OUT in kinds else RunState.FAILED
+    failures = [e for e in mine if e.event_type in _FAILURES]
+    sent_to_dead = any((e.error_message or "").startswith(_SEND_FAILED) for e in failures)
+    if failures and not sent_to_dead and retries is not None and last >= retries:
+        return ended  # the budget's last attempt failed: the engine is done with it
+    if now - max(e.timestamp for e in mine) < _RETRY_GRACE:
         # the engine retries it (or already began to: the status lags its events)
         return RunState.RUNNING
-    return RunState.TIMED_OUT if V1TaskEventType.TIMED_OUT in kinds else RunState.FAILED
+    return ended
 
 
 def from_environment() -> HatchetTaskManager:
