@@ -74,6 +74,7 @@ class HatchetTaskManager(TaskManager):
         self._by_name: dict[str, TaskDescription] = {}
         self._by_object: dict[int, str] = {}
         self._pool = ThreadPoolExecutor(_DISPATCH_THREADS, thread_name_prefix="mageflow-dispatch")
+        self.max_in_flight = _MAX_IN_FLIGHT
         self._batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]] = []
         self._flush_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -139,7 +140,7 @@ class HatchetTaskManager(TaskManager):
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush_scheduled = False
-        if not self._batch or len(self._sending) >= _MAX_IN_FLIGHT:
+        if not self._batch or len(self._sending) >= self.max_in_flight:
             return
         batch, self._batch = self._batch, []
         task = loop.create_task(self._send(batch))

@@ -366,8 +366,15 @@ class RedisStore:
         return cast(Literal["dispatch", "parked"], reply[0])
 
     async def begin(
-        self, key: str, dispatch_id: str, run_id: str, input_data: dict[str, Any]
+        self,
+        key: str,
+        dispatch_id: str,
+        run_id: str,
+        input_data: dict[str, Any],
+        sent: Sequence[tuple[str, str, str]] = (),
     ) -> BeginResult:
+        """A run arrives; ``sent`` are earlier dispatches' run ids to record on the way."""
+        sent_keys, sent_runs = self._sent(sent)
         reply = await self._call(
             "begin",
             key,
@@ -383,6 +390,8 @@ class RedisStore:
                 "input": jdump(input_data),
                 "active_ttl": self._active_ms,
             },
+            rest_keys=sent_keys,
+            rest_args=sent_runs,
         )
         code = reply[0]
         if code == R.run:
@@ -403,6 +412,7 @@ class RedisStore:
         attempt: str = "",
         retries: int = -1,
         redispatch: bool = False,
+        sent: Sequence[tuple[str, str, str]] = (),
     ) -> tuple[str, list[OutboxEntry]]:
         """Record how an attempt ended; returns (code, claimed dispatches).
 
@@ -415,7 +425,9 @@ class RedisStore:
         code is ``ok`` (this call recorded it), ``already`` (a repeat; the outbox
         is returned again so a lost dispatch can be redone), ``retry``, or
         ``missing``, ``stale``, ``invalid`` (nothing recorded, nothing to dispatch).
+        ``sent`` are earlier dispatches' run ids to record on the way (as ``record_runs``).
         """
+        sent_keys, sent_runs = self._sent(sent)
         reply = await self._call(
             "finish",
             key,
@@ -429,6 +441,8 @@ class RedisStore:
                 "retries": retries,
                 "redispatch": 1 if redispatch else 0,
             },
+            rest_keys=sent_keys,
+            rest_args=sent_runs,
         )
         code = reply[0]
         if code == R.ok and len(reply) > 2:
@@ -652,17 +666,17 @@ class RedisStore:
         """Keep the engine's run id of each ``(key, dispatch id, run id)`` with its claim."""
         if not sent:
             return
+        sent_keys, sent_runs = self._sent(sent)
+        await self._call(
+            "sent", sent[0][0], keys={}, args={}, rest_keys=sent_keys, rest_args=sent_runs
+        )
+
+    def _sent(self, sent: Sequence[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
+        """The trailing KEYS and ARGV that carry ``(key, dispatch id, run id)`` records."""
         pairs: list[str] = []
         for _, dispatch_id, run_id in sent:
             pairs += [dispatch_id, run_id]
-        await self._call(
-            "sent",
-            sent[0][0],
-            keys={},
-            args={},
-            rest_keys=[self.keys.sig(k) for k, _, _ in sent],
-            rest_args=pairs,
-        )
+        return [self.keys.sig(k) for k, _, _ in sent], pairs
 
     async def unclaim(self, key: str, dispatch_id: str) -> bool:
         """Take back a claim the engine refused; False when the signature moved on meanwhile."""
