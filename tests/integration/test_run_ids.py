@@ -176,5 +176,5 @@ async def test_run_ids_a_failed_call_took_are_kept_for_the_next(
     await engine.wait_idle()
     assert failed == [1]
     assert len(runtime.run_ids) == 1
-    await runtime.run_ids.flush()
+    await runtime.flush()
     assert (await raw.hash(step2))[F.engine_run] == run_id

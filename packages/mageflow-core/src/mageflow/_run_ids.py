@@ -108,5 +108,7 @@ class RunIds:
         while self._waiting:
             batch = [self._waiting.popleft()[1] for _ in range(min(len(self._waiting), _PER_FLUSH))]
             await self._write(batch)
-        if self._writing:
-            await asyncio.gather(*self._writing, return_exceptions=True)
+        here = asyncio.get_running_loop()
+        writing = [t for t in self._writing if t.get_loop() is here]
+        if writing:
+            await asyncio.gather(*writing, return_exceptions=True)

@@ -393,6 +393,15 @@ class MageflowRuntime:
         request = self._entry_request(entry, options)
         await self._record_runs([(request, await self._send(request))])
 
+    async def flush(self) -> None:
+        """Write what this runtime holds back: the run ids of its worker's last dispatches.
+
+        A worker records them with its next BEGIN or FINISH, or within half a
+        second; call this when a worker stops (the Hatchet worker's lifespan
+        does) so none is left to the reconciler.
+        """
+        await self.run_ids.flush()
+
     @staticmethod
     def sent_runs(sent: Sequence[tuple[DispatchRequest, DispatchResult]]) -> list[SentRun]:
         """``(key, dispatch id, run id)`` of each accepted dispatch the engine named a run for."""
