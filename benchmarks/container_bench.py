@@ -483,11 +483,25 @@ class Bench:
 
         return await self.measured(f"MageFlow swarm ({n}, cap {cap})", n, NOOP, go), setup
 
-    async def native_bulk(self, n: int) -> Result:
+    async def native_bulk(self, n: int, metadata: bool = False) -> Result:
         task = self.app.native_noop
         reply_to = f"{self.prefix}reply:bulk:{uuid.uuid4().hex[:8]}"
+
+        def meta(i: int) -> dict[str, str] | None:
+            # what MageFlow's dispatches carry (mageflow.engine.DispatchRequest.metadata())
+            if not metadata:
+                return None
+            return {
+                "mageflow_signature_key": f"task-{uuid.uuid4().hex}",
+                "mageflow_dispatch_id": f"{uuid.uuid4().hex}:{i}",
+                "mageflow_task": NATIVE_NOOP,
+            }
+
         items = [
-            task.create_bulk_run_item(input=NoopIn(i=i, reply_to=reply_to, n=n)) for i in range(n)
+            task.create_bulk_run_item(
+                input=NoopIn(i=i, reply_to=reply_to, n=n), additional_metadata=meta(i)
+            )
+            for i in range(n)
         ]
 
         async def go() -> None:
@@ -535,6 +549,7 @@ async def run(
     prefix: str,
     wait: float,
     variants: list[dict[str, int]],
+    native_metadata: bool = False,
 ) -> bool:
     client = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
@@ -572,6 +587,9 @@ async def run(
             await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
             extra.append(await bench.native_bulk(members))
             extra[-1].label += " again"
+        if native_metadata:
+            extra.append(await bench.native_bulk(members, metadata=True))
+            extra[-1].label += " + metadata"
         load1 = os.getloadavg()
         print(
             "\n(load average 1/5/15 min, 2 CPUs here: before "
@@ -721,6 +739,11 @@ def main() -> int:
         "--variants",
         default="",
         help="run the swarm again with these adapter settings, e.g. 'in_flight=2;in_flight=8'",
+    )
+    parser.add_argument(
+        "--native-metadata",
+        action="store_true",
+        help="also run native bulk with MageFlow's three additional-metadata keys per run",
     )
     parser.add_argument("--wait", type=float, default=900.0, help="deadline per workload (s)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")

@@ -8,8 +8,8 @@ FINISH), on the path that holds the finishing run's slot.
 
 So the worker keeps them here and hands them to its next BEGIN or FINISH,
 which record them on the way (any signature's: the scripts take a list). Ids
-no such call takes within ``linger`` are written by one ``sent`` script for
-all of them. Losing some (the process dies first, the write fails) costs
+no such call takes within ``linger``, while no BEGIN or FINISH comes at all,
+are written by one ``sent`` script for all of them. Losing some (the process dies first, the write fails) costs
 nothing but time: a claim without a run id is re-sent by the reconciler after
 ``reconcile_after`` if it has not begun by then, and a duplicate run skips
 itself at BEGIN (its dispatch id is not the one that began).
@@ -50,6 +50,7 @@ class RunIds:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing: set[asyncio.Task[None]] = set()
+        self._last_call = 0.0
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -69,6 +70,7 @@ class RunIds:
 
     def take(self) -> list[SentRun]:
         """The oldest waiting ids (a bounded number) for one script call to record."""
+        self._last_call = time.monotonic()
         n = min(len(self._waiting), _PER_CALL)
         return [self._waiting.popleft()[1] for _ in range(n)]
 
@@ -82,7 +84,13 @@ class RunIds:
         loop = self._loop
         if loop is None or not self._waiting:
             return
-        cutoff = time.monotonic() - self.linger
+        now = time.monotonic()
+        if now - self._last_call < self.linger and len(self._waiting) <= _PER_CALL:
+            # calls are still coming (each takes the oldest ids), only later
+            # than the timer on a busy event loop: leave the ids to them
+            self._timer = loop.call_later(self.linger, self._due)
+            return
+        cutoff = now - self.linger
         due: list[SentRun] = []
         while self._waiting and self._waiting[0][0] <= cutoff and len(due) < _PER_FLUSH:
             due.append(self._waiting.popleft()[1])
