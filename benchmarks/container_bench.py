@@ -784,7 +784,17 @@ def main() -> int:
                 if part.strip()
             ]
             ok = asyncio.run(
-                run(url, engine, args.members, args.steps, args.slots, prefix, args.wait, variants)
+                run(
+                    url,
+                    engine,
+                    args.members,
+                    args.steps,
+                    args.slots,
+                    prefix,
+                    args.wait,
+                    variants,
+                    args.native_metadata,
+                )
             )
         finally:
             worker.stop()
