@@ -42,7 +42,11 @@ log = logging.getLogger("mageflow.hatchet")
 _DISPATCH_THREADS = 16
 # Under load, dispatches that queue while this many bulk calls are in flight
 # go together in the next one: no added latency when idle, big batches when busy.
-_MAX_IN_FLIGHT = 4
+# Hatchet's own CPU (and PostgreSQL's) per triggered run falls with the batch
+# size, and on a busy engine that CPU is what bounds a swarm's throughput:
+# 2 beat 4, 8 and 16 there (benchmarks/README.md, "Dispatch path"), and keeps a
+# second call going while one is slow.
+_MAX_IN_FLIGHT = 2
 # Hatchet's REST API has no lookup of many runs by id: run_status asks for
 # each run, this many at a time.
 _STATUS_CONCURRENCY = 8
@@ -74,6 +78,7 @@ class HatchetTaskManager(TaskManager):
         self._by_name: dict[str, TaskDescription] = {}
         self._by_object: dict[int, str] = {}
         self._pool = ThreadPoolExecutor(_DISPATCH_THREADS, thread_name_prefix="mageflow-dispatch")
+        # bulk trigger calls at a time (a tuning knob, see _MAX_IN_FLIGHT)
         self.max_in_flight = _MAX_IN_FLIGHT
         self._batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]] = []
         self._flush_scheduled = False
