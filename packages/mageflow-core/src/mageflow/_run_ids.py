@@ -9,8 +9,9 @@ FINISH), on the path that holds the finishing run's slot.
 So the worker keeps them here and hands them to its next BEGIN or FINISH,
 which record them on the way (any signature's: the scripts take a list). Ids
 no such call takes within ``linger``, while no BEGIN or FINISH comes at all,
-are written by one ``sent`` script for all of them. Losing some (the process dies first, the write fails) costs
-nothing but time: a claim without a run id is re-sent by the reconciler after
+are written by one ``sent`` script for all of them. Losing some (the process
+dies first, the write fails) costs nothing but time: a claim without a run id
+is re-sent by the reconciler after
 ``reconcile_after`` if it has not begun by then, and a duplicate run skips
 itself at BEGIN (its dispatch id is not the one that began).
 """
