@@ -44,7 +44,7 @@ _PER_FLUSH = 1000
 class RunIds:
     """Run ids waiting to be recorded; one per worker runtime (and event loop)."""
 
-    def __init__(self, store: RedisStore, linger: float = 0.5) -> None:
+    def __init__(self, store: RedisStore, linger: float = 2.0) -> None:
         self.store = store
         self.linger = linger
         self._waiting: deque[tuple[float, SentRun]] = deque()

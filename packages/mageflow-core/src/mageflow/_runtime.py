@@ -396,8 +396,8 @@ class MageflowRuntime:
     async def flush(self) -> None:
         """Write what this runtime holds back: the run ids of its worker's last dispatches.
 
-        A worker records them with its next BEGIN or FINISH, or within half a
-        second; call this when a worker stops (the Hatchet worker's lifespan
+        A worker records them with its next BEGIN or FINISH, or after two
+        quiet seconds; call this when a worker stops (the Hatchet worker's lifespan
         does) so none is left to the reconciler.
         """
         await self.run_ids.flush()
