@@ -158,7 +158,7 @@ class ScriptCountingConnection(CountingConnection):
         await super().send_packed_command(command, check_health)
 
 
-_APART = ("HMGET", "EVALSHA RECOVER")
+_APART = ("HMGET", "EVALSHA RECOVER", "EVALSHA SENT")
 
 
 def snapshot() -> dict[str, Any]:
@@ -441,8 +441,10 @@ class Bench:
             bodies=d["bodies"].get(task, 0) / n,
             # per completion: BEGIN + FINISH. Counted apart (they are in the
             # breakdown): the success callback's one read of the swarm's results
-            # hash, in HMGETs of 1 000 (issue 10), and the worker's periodic
-            # recover() sweep, neither of them per completion
+            # hash, in HMGETs of 1 000 (issue 10), the worker's periodic
+            # recover() sweep, and the run ids it writes on their own when no
+            # BEGIN/FINISH came for RunIds.linger (a quiet worker, e.g. a
+            # swarm's end), none of them per completion; RT/member counts all
             rt_run=(rt - sum(d["by_command"].get(c, 0) for c in _APART)) / mf_runs
             if mf_runs
             else None,
