@@ -42,10 +42,10 @@ log = logging.getLogger("mageflow.hatchet")
 _DISPATCH_THREADS = 16
 # Under load, dispatches that queue while this many bulk calls are in flight
 # go together in the next one: no added latency when idle, big batches when busy.
-# Hatchet's own CPU (and PostgreSQL's) per triggered run falls with the batch
-# size, and on a busy engine that CPU is what bounds a swarm's throughput:
-# 2 beat 4, 8 and 16 there (benchmarks/README.md, "Dispatch path"), and keeps a
-# second call going while one is slow.
+# On a busy engine each call takes hundreds of ms; fewer, bigger calls did
+# better than more, smaller ones: 2 was 1-10% faster than 4 side by side, and
+# 8 or 16 no better (benchmarks/README.md, "Dispatch path"). Two keep a second
+# call going while one is slow.
 _MAX_IN_FLIGHT = 2
 # Hatchet's REST API has no lookup of many runs by id: run_status asks for
 # each run, this many at a time.
