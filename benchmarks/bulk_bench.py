@@ -127,7 +127,7 @@ async def payloads(client: aioredis.Redis, prefix: str, megabytes: float, rounds
         async def got(msg: Got) -> None:
             arrived.put_nowait(time.perf_counter())
 
-        cfg = MageflowConfig(key_prefix=f"{prefix}{label[:3]}:", payload_threshold=threshold)
+        cfg = MageflowConfig(key_prefix=f"{prefix}{label.split()[0]}:", payload_threshold=threshold)
         rt = mageflow.configure(client, manager, cfg)
         await rt.store.prepare()
         times: list[float] = []

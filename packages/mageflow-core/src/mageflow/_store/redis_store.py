@@ -606,20 +606,29 @@ class RedisStore:
     async def swarm_add(
         self,
         key: str,
-        members: Sequence[tuple[str, dict[str, Any] | None]],
+        count: int,
+        groups: tuple[int, Sequence[str]],
+        members: Sequence[str],
         *,
         token: str,
         dispatch_prefix: str,
     ) -> list[OutboxEntry]:
-        pairs: list[str] = []
-        for member, msg in members:
-            pairs += [member, "" if msg is None else jdump(msg)]
+        """Admit ``count`` members, storing the new ones in the same step (``swarm_add.lua``).
+
+        ``groups`` is ``(how many, their field lists)`` and ``members`` the
+        per-member values, laid out as the script's header says.
+        """
         reply = await self._call(
             "swarm_add",
             key,
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
-            args={**self._container_args(dispatch_prefix), "token": token, "count": len(members)},
-            rest_args=pairs,
+            args={
+                **self._container_args(dispatch_prefix),
+                "token": token,
+                "count": count,
+                "groups": groups[0],
+            },
+            rest_args=[*groups[1], *members],
         )
         return parse_outbox(text(reply[1]))
 
