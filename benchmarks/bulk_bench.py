@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 import mageflow  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from hatchet_sdk import Context, EmptyModel, Hatchet  # noqa: E402
 from mageflow import MageflowConfig, ReturnValue, SwarmConfig  # noqa: E402
 from mageflow._store.codec import encode_signature, jdump  # noqa: E402
 from mageflow.inmemory import InMemoryTaskManager  # noqa: E402
@@ -66,8 +67,6 @@ NATIVE_NOOP = "bulkbench-native-noop"
 
 
 def _native_task() -> Any:
-    from hatchet_sdk import Context, EmptyModel, Hatchet
-
     hatchet = Hatchet()
 
     @hatchet.task(name=NATIVE_NOOP)
@@ -84,8 +83,6 @@ def worker_main() -> None:
 
 async def native_submission(n: int) -> float:
     """Seconds to submit n runs of a no-op task with one native bulk call."""
-    from hatchet_sdk import EmptyModel
-
     _, noop = _native_task()
     warm = [noop.create_bulk_run_item(input=EmptyModel()) for _ in range(10)]
     await noop.aio_run_many_no_wait(warm)
