@@ -172,8 +172,8 @@ async def test_chain_failure_stops_and_fires_error_once(capp: ContainerApp, tag:
     _, failing, later = chain.tasks
     assert len(await capp.records(tag, "boom")) == 2  # retries=1: two attempts
     assert await status_of(capp, failing) == SignatureStatus.FAILED
-    # the later step was never dispatched, so it can never run
-    assert await status_of(capp, later) == SignatureStatus.PENDING
+    # the later step was never dispatched, so it can never run: skipped
+    assert await status_of(capp, later) == SignatureStatus.SKIPPED
     assert await field(capp, later, "d") is None
     assert await capp.records(tag, "step") == []
     assert await capp.records(tag, "collect") == []
@@ -268,17 +268,17 @@ async def test_swarm_failure_threshold(capp: ContainerApp, tag: str) -> None:
     await wait_status(capp, err.key, DONE)
     assert await status_of(capp, swarm.key) == SignatureStatus.FAILED
 
-    # members taken off the queue before the threshold finish; nothing else starts
-    waiting = await queued(capp, swarm)
-    taken = [m.key for m in workers if m.key not in waiting]
+    # members taken off the queue before the threshold finish; the queued rest
+    # can never start, so the failure skipped them (and emptied the queue)
+    assert await queued(capp, swarm) == []
+    taken = [m.key for m in workers if await field(capp, m.key, "d") is not None]
+    waiting = [m.key for m in workers if m.key not in taken]
     # the first failure frees a slot (a 4 s member takes it); the second stops the swarm
     assert len(taken) <= 2, taken
     for key in taken:
         await wait_status(capp, key, DONE)
-    assert await queued(capp, swarm) == waiting
     for key in waiting:
-        assert await status_of(capp, key) == SignatureStatus.PENDING
-        assert await field(capp, key, "d") is None
+        assert await status_of(capp, key) == SignatureStatus.SKIPPED
     starts = await capp.records(tag, "work", "start")
     assert set(per_key(starts)) == set(taken)
     assert len(await capp.records(tag, "boom")) == 4  # two attempts each

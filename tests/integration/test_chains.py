@@ -155,7 +155,10 @@ async def test_a_failing_step_fails_the_chain_and_later_steps_never_run(
     sig = await mageflow.load_signature(ch.key)
     assert sig is not None and sig.status is SignatureStatus.FAILED
     assert await raw.status(ch.tasks[1]) == "failed"
-    assert await raw.status(ch.tasks[2]) == "pending"
+    # a step the chain never reached will never run: skipped, not pending forever
+    assert await raw.status(ch.tasks[2]) == "skipped"
+    progress = await mageflow.progress(ch.key)
+    assert (progress.queued, progress.done, progress.failed, progress.skipped) == (0, 1, 1, 1)
     assert await raw.status(ok.key) == "skipped"  # the branch not taken (issue 11.8)
 
 

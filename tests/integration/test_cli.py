@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -10,11 +11,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 import mageflow
 import pytest
 from mageflow import MageflowRuntime
+from mageflow._inspect import watch_tree
 from mageflow.cli import main
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
@@ -124,13 +127,51 @@ async def test_tree_of_a_swarm_with_counters(cli: Cli, gate: asyncio.Event) -> N
 async def test_watch_follows_until_the_flow_ends(cli: Cli, gate: asyncio.Event) -> None:
     sig = await mageflow.asign("work")
     await sig.aio_run_no_wait(Num(n=1))
-    task = asyncio.create_task(cli("watch", sig.key, "--interval", "0.05", "--json"))
+    # a re-read every 60 s at the latest: the end must arrive by notification
+    task = asyncio.create_task(cli("watch", sig.key, "--interval", "60", "--json"))
     await asyncio.sleep(0.3)
     gate.set()
     code, out, _ = await asyncio.wait_for(task, 10)
     frames = [json.loads(line) for line in out.splitlines()]
     assert code == 0
     assert frames[0]["status"] in ("pending", "active") and frames[-1]["status"] == "done"
+
+
+async def test_watch_ends_at_timeout_and_rejects_a_bad_interval(cli: Cli) -> None:
+    sig = await mageflow.asign("work")
+    started = time.monotonic()
+    code, out, _ = await cli("watch", sig.key, "--interval", "60", "--timeout", "0.5", "--json")
+    assert code == 0 and time.monotonic() - started < 5
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["pending"]
+    code, _, err = await cli("watch", sig.key, "--interval", "0")
+    assert code != 0 and "--interval" in err
+
+
+async def test_watch_tree_is_woken_by_status_changes_of_every_shown_node(
+    runtime: MageflowRuntime,
+) -> None:
+    member = await mageflow.asign("work")
+    ok = await mageflow.asign("work")
+    sw = await mageflow.aswarm([member], success_callbacks=[ok])
+    trees = watch_tree(runtime, sw.key, interval=60)
+    async with contextlib.aclosing(trees):
+        assert (await anext(trees))["status"] == "pending"
+        for key, want in ((member.key, "suspended"), (ok.key, "suspended"), (sw.key, "suspended")):
+            started = time.monotonic()
+            await mageflow.pause(key)
+            tree = await asyncio.wait_for(anext(trees), 5)
+            assert time.monotonic() - started < 5
+            assert _find(tree, key)["status"] == want
+
+
+def _find(node: dict[str, Any], key: str) -> dict[str, Any]:
+    if node["key"] == key:
+        return node
+    for field in ("members", "success_callbacks", "error_callbacks"):
+        for child in node.get(field, ()):
+            with contextlib.suppress(KeyError):
+                return _find(child, key)
+    raise KeyError(key)
 
 
 async def test_actions_change_the_status(cli: Cli, gate: asyncio.Event, raw: Raw) -> None:

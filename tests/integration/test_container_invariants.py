@@ -253,13 +253,14 @@ class Driver:
         client = self.rt.store.client
         keys = self.rt.store.keys
         for sw in self.swarms:
-            f = await client.hmget(keys.sig(sw.key), ["n", "run", "ok", "bad", "s"])
-            n, run, ok, bad = (int(v or 0) for v in f[:4])
-            queued = await client.llen(keys.swarm_queue(sw.key))
+            f = await client.hmget(keys.sig(sw.key), ["n", "run", "ok", "bad", "skp", "s"])
+            n, run, ok, bad, skipped = (int(v or 0) for v in f[:5])
+            # queued members a failure skipped left the queue
+            queued = await client.llen(keys.swarm_queue(sw.key)) + skipped
             assert run + queued + ok + bad == n, (sw.key, run, queued, ok, bad, n)
             assert 0 <= run <= sw.cap, (sw.key, run, sw.cap)
             assert n == len(sw.members)
-            if f[4] == "failed":
+            if f[5] == "failed":
                 # nothing new starts once a swarm failed: its queue is never popped again
                 started = self.failed_swarms.setdefault(sw.key, n - queued)
                 assert n - queued == started, (sw.key, "started a member after failing")

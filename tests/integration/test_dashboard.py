@@ -151,7 +151,7 @@ async def server(runtime: MageflowRuntime) -> AsyncIterator[str]:
     app = create_app(
         runtime,
         token=TOKEN,
-        refresh_interval=0.2,
+        refresh_interval=60.0,  # live updates must come from notifications
         hatchet_url="http://hatchet.local/t/1/runs/{run_id}?x=1",
     )
     srv = uvicorn.Server(

@@ -416,7 +416,7 @@ async def test_chain_step_cancelled_in_the_engine_fails_the_chain(
     await engine.wait_idle()
     assert await raw.status(first.key) == "canceled"
     assert await raw.status(chain.key) == "failed"
-    assert await raw.status(second.key) == "pending"
+    assert await raw.status(second.key) == "skipped"  # never reached
     assert len(seen.calls["on_error"]) == 1
     assert seen.calls["work"] == []
 

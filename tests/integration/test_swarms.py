@@ -288,10 +288,13 @@ async def test_failure_threshold_fires_error_callbacks_once_and_stops_new_member
     assert got["x"] == 3  # the member whose failure reached the threshold
     assert seen.of("collect") == []
     assert await _status(sw.key) is SignatureStatus.FAILED
-    assert [await raw.status(k) for k in members[4:]] == ["pending", "pending"]
+    # queued members that will never start are skipped, in the same step
+    assert [await raw.status(k) for k in members[4:]] == ["skipped", "skipped"]
     counters = await swarm_counters(runtime.store, sw.key)
     assert counters == {"admitted": 6, "running": 0, "succeeded": 2, "failed": 2}
-    assert await raw.client.llen(runtime.store.keys.swarm_queue(sw.key)) == 2
+    assert await raw.client.llen(runtime.store.keys.swarm_queue(sw.key)) == 0
+    progress = await mageflow.progress(sw.key)
+    assert (progress.queued, progress.done, progress.failed, progress.skipped) == (0, 2, 2, 2)
     with pytest.raises(SwarmClosedError):
         await sw.aio_run_in_swarm("work")
 

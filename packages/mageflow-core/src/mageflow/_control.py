@@ -183,6 +183,7 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
                 F.running,
                 F.succeeded,
                 F.failed,
+                F.skipped,
                 F.chain_index,
                 F.chain_tasks,
                 F.started,
@@ -192,7 +193,7 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
         return await pipe.execute()
 
     fields, queued = await store._guard(read, key=key)
-    status, kind, n, run, ok, bad, ci, tasks, started = (
+    status, kind, n, run, ok, bad, skp, ci, tasks, started = (
         None if v is None else _text(v) for v in fields
     )
     if status is None:
@@ -208,6 +209,7 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
             running=int(run or 0),
             done=int(ok or 0),
             failed=int(bad or 0),
+            skipped=int(skp or 0),
         )
     if kind == "chain":
         steps: list[str] = json.loads(tasks or "[]")
@@ -228,6 +230,7 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
             running=sum(1 for s in found if s in ("active", "suspended", "interrupted")),
             done=sum(1 for s in found if s == "done"),
             failed=sum(1 for s in found if s in ("failed", "canceled")),
+            skipped=sum(1 for s in found if s == "skipped"),
             current_step=int(ci or 0) if started else None,
         )
     return ContainerProgress(
@@ -239,4 +242,5 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
         running=int(status in ("active", "suspended", "interrupted")),
         done=int(status == "done"),
         failed=int(status in ("failed", "canceled")),
+        skipped=int(status == "skipped"),
     )

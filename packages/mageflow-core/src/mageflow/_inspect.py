@@ -3,16 +3,24 @@
 ``describe`` is one signature with everything the store keeps about it
 (input, result or error, run and dispatch ids, parent); ``flow_tree`` is a
 signature with its members and callbacks, recursively, with container
-counters. Both read; neither changes anything.
+counters; ``watch_tree`` follows a tree as it changes (``mageflow watch``, the
+dashboard's live view). All of them read; none changes anything.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import time
+from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from redis import exceptions as redis_exc
 from thirdmagic.errors import SignatureNotFoundError
 from thirdmagic.signature import ChainSignature, Signature, SwarmSignature
+from thirdmagic.status import TERMINAL_STATUSES
 
 from mageflow import _control
 from mageflow._store.keys import F
@@ -20,11 +28,19 @@ from mageflow._store.keys import F
 if TYPE_CHECKING:
     from mageflow._runtime import MageflowRuntime
 
-__all__ = ["MAX_TREE_MEMBERS", "describe", "flow_tree"]
+__all__ = ["MAX_TREE_MEMBERS", "describe", "flow_tree", "watch_tree"]
+
+log = logging.getLogger("mageflow")
 
 MAX_TREE_MEMBERS = 200
 _MAX_DEPTH = 12
-_TERMINAL = ("done", "failed", "canceled")
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+# A tree re-read this often at most while notifications pour in (a swarm's
+# members finishing): one read per burst, not one per member.
+_COALESCE = 0.05
+# Counters of members the tree does not show change without a notification
+# on a shown node's channel: a tree with hidden members is re-read this often.
+_HIDDEN_MEMBERS_REREAD = 1.0
 
 
 def _text(value: Any) -> str:
@@ -170,3 +186,90 @@ async def _nodes(
         node["error_callbacks"] = below[i : i + n_err]
         i += n_err
     return nodes
+
+
+def _tree_keys(node: dict[str, Any]) -> Iterator[str]:
+    yield node["key"]
+    for field in ("members", "success_callbacks", "error_callbacks"):
+        for child in node.get(field, ()):
+            yield from _tree_keys(child)
+
+
+def _hides_members(node: dict[str, Any]) -> bool:
+    if node.get("more_members"):
+        return True
+    return any(
+        _hides_members(child)
+        for field in ("members", "success_callbacks", "error_callbacks")
+        for child in node.get(field, ())
+    )
+
+
+async def watch_tree(
+    runtime: MageflowRuntime, key: str, *, interval: float = 5.0
+) -> AsyncGenerator[dict[str, Any], None]:
+    """``key``'s flow tree now, then again each time it may have changed.
+
+    The store's scripts publish every status change on the signature's own
+    channel (``ev:<key>``); this subscribes to the channels of every node
+    the tree shows and re-reads the tree when one of them speaks. It also
+    re-reads at least every ``interval`` seconds (every second while a swarm
+    has members the tree does not show), for what changes without a status
+    change of a shown node, and polls at that pace when the server refuses
+    pub/sub. Consecutive trees may be equal; the caller compares.
+    Close the iterator (``contextlib.aclosing``) to release its connection.
+    """
+    if interval <= 0:
+        raise ValueError("interval: expected a positive number of seconds")
+    store = runtime.store
+    pubsub: Any = store.client.pubsub(ignore_subscribe_messages=True)
+    channels: set[str] = set()
+    subscribed = True
+    try:
+        while True:
+            tree = await flow_tree(runtime, key)
+            if subscribed:
+                try:
+                    # Subscribed before the tree is handed out, and read again
+                    # after a new subscription, so no change between the read
+                    # and the subscription goes unnoticed (messages that arrive
+                    # while the caller holds the tree wait in the connection).
+                    for _ in range(3):
+                        want = {store.keys.events(k) for k in _tree_keys(tree)}
+                        if want == channels:
+                            break
+                        if want - channels:
+                            await pubsub.subscribe(*(want - channels))
+                        if channels - want:
+                            await pubsub.unsubscribe(*(channels - want))
+                        channels = want
+                        tree = await flow_tree(runtime, key)
+                except (redis_exc.RedisError, OSError) as exc:
+                    log.info("watch of %s: no status notifications (%s); polling", key, exc)
+                    subscribed = False
+            yield tree
+            wait = min(interval, _HIDDEN_MEMBERS_REREAD) if _hides_members(tree) else interval
+            if subscribed:
+                try:
+                    await _next_message(pubsub, wait)
+                    continue
+                except (redis_exc.RedisError, OSError) as exc:
+                    log.info("watch of %s: no status notifications (%s); polling", key, exc)
+                    subscribed = False
+            await asyncio.sleep(wait)
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+
+
+async def _next_message(pubsub: Any, wait: float) -> None:
+    """Until a notification arrives (plus a short burst) or ``wait`` seconds pass."""
+    until = time.monotonic() + wait
+    while (left := until - time.monotonic()) > 0:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if msg is not None and msg.get("type") == "message":
+            await asyncio.sleep(_COALESCE)
+            # drop what else arrived meanwhile: one read covers them all
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
+                pass
+            return

@@ -18,6 +18,7 @@ Security (see docs/operations.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -83,7 +84,7 @@ def create_app(
     token: str,
     read_only: bool = False,
     hatchet_url: str | None = None,
-    refresh_interval: float = 0.5,
+    refresh_interval: float = 5.0,
 ) -> Starlette:
     """The dashboard for ``runtime``'s store. ``token`` authorises actions."""
     if not read_only and len(token) < 16:
@@ -170,18 +171,30 @@ def create_app(
         async def stream() -> AsyncIterator[str]:
             last = None
             while True:
+                # pushed on every status change of a shown signature (one
+                # pub/sub connection per open page), re-read at the latest
+                # every refresh_interval
+                trees = _inspect.watch_tree(runtime, key, interval=refresh_interval)
                 try:
-                    body = json.dumps(await _inspect.flow_tree(runtime, key), default=str)
+                    async with contextlib.aclosing(trees):
+                        async for tree in trees:
+                            body = json.dumps(tree, default=str)
+                            if body != last:
+                                yield f"data: {body}\n\n"
+                                last = body
+                            else:
+                                yield ": keep-alive\n\n"
+                            if await request.is_disconnected():
+                                return
                 except MageflowError as exc:
+                    # gone (removed, expired): say so, then look again later
                     body = json.dumps({"error": str(exc)})
-                if body != last:
-                    yield f"data: {body}\n\n"
-                    last = body
-                else:
-                    yield ": keep-alive\n\n"
-                if await request.is_disconnected():
-                    return
-                await asyncio.sleep(refresh_interval)
+                    if body != last:
+                        yield f"data: {body}\n\n"
+                        last = body
+                    if await request.is_disconnected():
+                        return
+                    await asyncio.sleep(refresh_interval)
 
         return StreamingResponse(
             stream(),

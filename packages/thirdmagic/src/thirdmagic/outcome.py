@@ -60,8 +60,9 @@ class ContainerProgress(BaseModel):
     """Where a chain or swarm stands, read from its counters.
 
     ``admitted`` members in total; ``queued`` not started yet; ``running``;
-    ``done``/``failed`` finished; ``current_step`` the index of a chain's
-    running step (None for a swarm).
+    ``done``/``failed`` finished; ``skipped`` never reached by a container
+    that failed (a chain's later steps, a swarm's queued members);
+    ``current_step`` the index of a chain's running step (None for a swarm).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -74,6 +75,7 @@ class ContainerProgress(BaseModel):
     running: int = 0
     done: int = 0
     failed: int = 0
+    skipped: int = 0
     current_step: int | None = None
 
 

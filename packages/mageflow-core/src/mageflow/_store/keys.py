@@ -54,7 +54,8 @@ starts the signature); ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX]
 Container fields: chain ``x:tasks`` member keys [chain_tasks], ``ci`` current
 step [chain_index]; swarm ``x:config`` [swarm_config], ``x:is_swarm_closed``
 [swarm_closed], counters ``n`` admitted [admitted], ``run`` running
-[running], ``ok``/``bad`` finished [succeeded/failed]; both: ``st`` started
+[running], ``ok``/``bad`` finished [succeeded/failed], ``skp`` queued members its
+failure skipped [skipped]; both: ``st`` started
 [started], ``smode``/``sv`` how members receive the start value
 [start_mode/start_value], ``pkw`` kwargs inherited from outer containers
 [inherited], ``pst`` start parked by suspension [parked_start], ``po`` the
@@ -131,6 +132,7 @@ class F:
     running: Final = "run"
     succeeded: Final = "ok"
     failed: Final = "bad"
+    skipped: Final = "skp"
     started: Final = "st"
     start_mode: Final = "smode"
     start_value: Final = "sv"

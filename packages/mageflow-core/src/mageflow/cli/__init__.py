@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -171,7 +172,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("key")
     watch = sub.add_parser("watch", parents=[common, reading], help="follow a flow live")
     watch.add_argument("key")
-    watch.add_argument("--interval", type=float, default=1.0)
+    watch.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="re-read at least every N seconds (status changes are pushed at once)",
+    )
     watch.add_argument("--timeout", type=float, default=None, help="give up after N seconds")
 
     for name in ("suspend", "resume", "interrupt", "retry"):
@@ -405,24 +411,33 @@ async def _command(
 async def _watch(args: argparse.Namespace, runtime: Any, o: _Out, _inspect: Any) -> int:
     if args.interval <= 0:
         raise MageflowValidationError("--interval: expected a positive number", field="interval")
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     last = None
-    while True:
-        tree = await _inspect.flow_tree(runtime, args.key)
-        if tree != last:
-            if o.as_json:
-                print(json.dumps(tree, default=str), file=o.out, flush=True)
-            else:
-                o.line(f"--- {time.strftime('%H:%M:%S')}")
-                for line in _tree_lines(tree):
-                    o.line(line)
-                o.out.flush()
-            last = tree
-        if tree.get("terminal"):
-            return EXIT_OK
-        if deadline is not None and time.monotonic() >= deadline:
-            return EXIT_OK
-        await asyncio.sleep(args.interval)
+
+    async def follow() -> int:
+        nonlocal last
+        trees = _inspect.watch_tree(runtime, args.key, interval=args.interval)
+        async with contextlib.aclosing(trees):
+            async for tree in trees:
+                if tree != last:
+                    if o.as_json:
+                        print(json.dumps(tree, default=str), file=o.out, flush=True)
+                    else:
+                        o.line(f"--- {time.strftime('%H:%M:%S')}")
+                        for line in _tree_lines(tree):
+                            o.line(line)
+                        o.out.flush()
+                    last = tree
+                if tree.get("terminal"):
+                    return EXIT_OK
+        return EXIT_OK
+
+    if args.timeout is None:
+        return await follow()
+    try:
+        async with asyncio.timeout(args.timeout):
+            return await follow()
+    except TimeoutError:
+        return EXIT_OK
 
 
 async def _dashboard(args: argparse.Namespace, runtime: Any, o: _Out) -> int:

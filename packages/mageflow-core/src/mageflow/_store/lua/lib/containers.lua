@@ -61,13 +61,12 @@ end
 -- from it: each one that no other unsettled parent still holds (its refs
 -- count reaches 0) and that nothing has claimed becomes skipped, and so, in
 -- turn, do its own callbacks and, for a container, its members.
-local function skip_cbs(full, field, claimed)
-  local todo = {}
-  for _, ck in ipairs(list_field(full, field)) do
-    if not claimed[ck] then table.insert(todo, {ck, true}) end
-  end
+-- todo: {key, counted} pairs; counted when the key is a callback whose refs
+-- count the parent held. Each signature changes status at most once here, so
+-- the walk ends; the bound only guards against a corrupted store.
+local function skip_all(todo)
   local n = 0
-  while #todo > 0 and n < 10000 do
+  while #todo > 0 and n < 1000000 do
     n = n + 1
     local item = table.remove(todo)
     local ck, counted = item[1], item[2]
@@ -96,6 +95,32 @@ local function skip_cbs(full, field, claimed)
       end
     end
   end
+end
+local function skip_cbs(full, field, claimed)
+  local todo = {}
+  for _, ck in ipairs(list_field(full, field)) do
+    if not claimed[ck] then table.insert(todo, {ck, true}) end
+  end
+  skip_all(todo)
+end
+-- A container failed: what it never reached will never run (a member cannot
+-- be retried on its own), so the chain's later steps and the swarm's queued
+-- members become skipped rather than pending until their TTL.
+local function skip_unreached(pf)
+  local kind = redis.call('HGET', pf, F.kind)
+  local todo = {}
+  if kind == KIND.chain then
+    local tasks = list_field(pf, F.chain_tasks)
+    local at = tonumber(redis.call('HGET', pf, F.chain_index) or '0')
+    for i = at + 2, #tasks do table.insert(todo, {tasks[i], false}) end
+  elseif kind == KIND.swarm then
+    local q = XP .. string.sub(pf, #SP + 1) .. K.queue
+    for _, k in ipairs(redis.call('LRANGE', q, 0, -1)) do table.insert(todo, {k, false}) end
+    redis.call('DEL', q)
+    -- the counters still add up: admitted = running + queued + ok + bad + skipped
+    if #todo > 0 then redis.call('HSET', pf, F.skipped, #todo) end
+  end
+  skip_all(todo)
 end
 -- A parent settled: claim the callbacks of the branch it took, skip the others.
 local function fire_cbs(full, succeeded, val, input, out, er)
@@ -183,6 +208,7 @@ local function settle(pf, ps, result, val, input, out)
   else
     val = val or swarm_err(pf)
     redis.call('HSET', pf, F.error, val)
+    skip_unreached(pf)
   end
   redis.call('PEXPIRE', pf, done_ttl)
   keep_alive(pf, done_ttl, true)
