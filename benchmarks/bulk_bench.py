@@ -144,7 +144,7 @@ async def creation(
                 n,
                 native,
                 0,
-                f"MageFlow sign + admit = {secs / native:.2f}x",
+                f"{native / secs:.0f}x MageFlow's sign + admit",
             )
         )
 

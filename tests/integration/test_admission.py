@@ -83,9 +83,10 @@ async def test_refused_adds_write_nothing_at_all(raw: Raw, no_cleanup: list[Sequ
     assert twice.value.key == cb.key
     # an unsaved member whose callback is not stored
     lost = TaskSignature(task_name="elsewhere", success_callbacks=["task-not-stored"])
-    await _refused(
+    missing = await _refused(
         raw, lambda: open_swarm.aio_run_in_swarm([*["t"] * 500, lost]), SignatureNotFoundError
     )
+    assert "'task-not-stored' (a swarm member, or a callback of a new one)" in str(missing.value)
     assert no_cleanup == [[]] * 6  # nothing was stored ahead of the script
     assert await mageflow.load_signature(lost.key) is None
     assert other.key  # the other swarm still holds its member
