@@ -69,7 +69,12 @@ def encode_messages(msgs: Sequence[Any]) -> list[str]:
     """Each message as JSON, or every one that is not JSON data reported by index."""
     out: list[str] = []
     errors: list[tuple[int, str, str]] = []
+    last: Any = None
     for i, msg in enumerate(msgs):
+        if i and msg is last and len(out) == i:
+            out.append(out[-1])  # aio_run_in_swarm: one message object for every task
+            continue
+        last = msg
         fast = _plain_json(msg)
         if fast is not None:
             out.append(fast)
