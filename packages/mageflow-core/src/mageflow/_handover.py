@@ -144,7 +144,12 @@ async def member_keys(runtime: MageflowRuntime, tasks: Any) -> tuple[list[str], 
         if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple))
         else list(tasks)
     )
-    probe = [t if isinstance(t, str) else t.key for t in items if isinstance(t, (str, Signature))]
+    # once per distinct key or name: a chain of 1 000 "step" is one HGETALL
+    probe = list(
+        dict.fromkeys(
+            t if isinstance(t, str) else t.key for t in items if isinstance(t, (str, Signature))
+        )
+    )
     stored: set[str] = set()
     if probe:
         found = await runtime.store.load_many(probe)
