@@ -170,3 +170,28 @@ async def test_a_refused_flow_never_removes_a_stored_signature_attached_to_it(ra
         )
     assert await raw.snapshot(indexes=True) == before
     assert await mageflow.load_signature(cb.key) is not None
+
+
+async def test_signed_members_are_admitted_without_being_read_back(
+    manager: InMemoryTaskManager, runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done: list[int] = []
+
+    @manager.task("work")
+    async def work(msg: Num) -> int:
+        done.append(msg.x)
+        return msg.x
+
+    sigs = await mageflow.asign_many("work", [{"x": i} for i in range(1500)])
+
+    async def no_reads(keys: Sequence[str]) -> list[Any]:
+        raise AssertionError(f"read {len(keys)} signatures back")
+
+    monkeypatch.setattr(runtime.store, "load_many", no_reads)
+    swarm = await mageflow.aswarm(config=SwarmConfig(max_concurrency=50))
+    keys = await swarm.aio_run_in_swarm([*sigs, "work"], {"x": -1})
+    assert keys[:-1] == [s.key for s in sigs]
+    await swarm.aio_run_no_wait()
+    await swarm.close_swarm()
+    await manager.wait_idle(timeout=60)
+    assert sorted(done) == [-1, *range(1500)]  # bound kwargs win over the message

@@ -94,6 +94,11 @@ def _new_keys(count: int) -> Iterator[str]:
     return (f"task-{raw[i : i + 32]}" for i in range(0, 32 * count, 32))
 
 
+async def _stored(runtime: MageflowRuntime, keys: list[str]) -> set[str]:
+    found = await runtime.store.stored(keys)
+    return {k for k, there in zip(keys, found, strict=True) if there}
+
+
 def _items(tasks: Any) -> list[Any]:
     if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple)):
         return [tasks]
@@ -103,21 +108,24 @@ def _items(tasks: Any) -> list[Any]:
 async def plan(runtime: MageflowRuntime, tasks: Any, messages: Sequence[str] | None) -> Admission:
     """The admission of ``tasks`` (with ``messages``, JSON, one per task, when given)."""
     items = _items(tasks)
-    specs = {id(t): FlowSpec.of(t) for t in items if isinstance(t, Signature)}
-    # one probe per distinct string: ["noop"] * 10 000 is one HGETALL, not 10 000;
-    # an unsaved signature's attached ones too (stored ones are referred to)
+    # existence only, once per distinct string or key: ["noop"] * 10 000 is one
+    # key to look at, and 10 000 stored signatures are not read back
     probe = list(
         dict.fromkeys(
-            [
-                *(t for t in items if isinstance(t, str)),
-                *(s.key for spec in specs.values() for s in spec.signatures),
-            ]
+            t if isinstance(t, str) else t.key for t in items if isinstance(t, (str, Signature))
         )
     )
-    stored: set[str] = set()
-    if probe:
-        found = await runtime.store.load_many(probe)
-        stored = {k for k, sig in zip(probe, found, strict=True) if sig is not None}
+    stored = await _stored(runtime, probe)
+    # an unsaved signature goes in whole when what it refers to is stored
+    specs = {
+        id(t): FlowSpec.of(t) for t in items if isinstance(t, Signature) and t.key not in stored
+    }
+    attached = list(
+        dict.fromkeys(
+            s.key for spec in specs.values() for s in spec.signatures if s.key not in stored
+        )
+    )
+    stored |= await _stored(runtime, attached)
     out = Admission()
     groups: dict[str, str] = {}  # task name -> its group's shape
     named: dict[str, str] = {}  # a task given by name -> its group's shape

@@ -328,6 +328,15 @@ class RedisStore:
             return None
         return self.decode(key, cast(dict[Any, Any], raw))
 
+    async def stored(self, keys: Sequence[str]) -> list[bool]:
+        """Whether something is stored under each signature key (one script, nothing decoded)."""
+        if not keys:
+            return []
+        reply = await self._call(
+            "stored", "", keys={}, args={}, rest_keys=[self.keys.sig(k) for k in keys]
+        )
+        return [c == "1" for c in text(reply[1])]
+
     async def load_many(self, keys: Sequence[str]) -> list[Signature | None]:
         async def call() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
