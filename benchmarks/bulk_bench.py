@@ -137,6 +137,14 @@ async def creation(
 
     secs, rts, _ = await _timed(swarm_members)
     rows.append(_row("`aswarm` + `aio_run_tasks_in_swarm` (sign + admit)", n, secs, rts))
+
+    async def signed_members() -> None:
+        signed = await mageflow.asign_many("order", items)
+        swarm = await mageflow.aswarm(config=SwarmConfig(max_concurrency=100))
+        await swarm.aio_run_in_swarm(signed)
+
+    secs2, rts2, _ = await _timed(signed_members)
+    rows.append(_row("`asign_many` + `aswarm` + `aio_run_in_swarm(signed)`", n, secs2, rts2))
     if native is not None:
         rows.append(
             _row(
