@@ -328,6 +328,15 @@ class RedisStore:
             return None
         return self.decode(key, cast(dict[Any, Any], raw))
 
+    async def stored(self, keys: Sequence[str]) -> list[bool]:
+        """Whether something is stored under each signature key (one script, nothing decoded)."""
+        if not keys:
+            return []
+        reply = await self._call(
+            "stored", "", keys={}, args={}, rest_keys=[self.keys.sig(k) for k in keys]
+        )
+        return [c == "1" for c in text(reply[1])]
+
     async def load_many(self, keys: Sequence[str]) -> list[Signature | None]:
         async def call() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -620,20 +629,29 @@ class RedisStore:
     async def swarm_add(
         self,
         key: str,
-        members: Sequence[tuple[str, dict[str, Any] | None]],
+        count: int,
+        groups: tuple[int, Sequence[str]],
+        members: Sequence[str],
         *,
         token: str,
         dispatch_prefix: str,
     ) -> list[OutboxEntry]:
-        pairs: list[str] = []
-        for member, msg in members:
-            pairs += [member, "" if msg is None else jdump(msg)]
+        """Admit ``count`` members, storing the new ones in the same step (``swarm_add.lua``).
+
+        ``groups`` is ``(how many, their field lists)`` and ``members`` the
+        per-member values, laid out as the script's header says.
+        """
         reply = await self._call(
             "swarm_add",
             key,
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
-            args={**self._container_args(dispatch_prefix), "token": token, "count": len(members)},
-            rest_args=pairs,
+            args={
+                **self._container_args(dispatch_prefix),
+                "token": token,
+                "count": count,
+                "groups": groups[0],
+            },
+            rest_args=[*groups[1], *members],
         )
         return parse_outbox(text(reply[1]))
 
