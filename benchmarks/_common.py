@@ -178,3 +178,59 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in body)])
+
+
+def tree_cpu(root: int) -> Counter[str]:
+    """CPU seconds (user + system) used so far by ``root`` and its descendants, by role.
+
+    Read from ``/proc`` (Linux only; empty elsewhere). Processes are grouped by
+    their command name (``hatchet-lite``, ``postgres``, ``valkey-server``…);
+    ``root`` itself is ``benchmark``, the engine's launcher ``sidecar`` and any
+    other Python process ``worker``.
+    Exited processes drop out, so compare two samples of a steady process set.
+    """
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parent: dict[int, int] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return Counter()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        # the command name is in parentheses and may itself hold spaces
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        parent[pid] = int(fields[1])
+        stats[pid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    out: Counter[str] = Counter()
+    for pid, (name, seconds) in stats.items():
+        p, inside = pid, False
+        for _ in range(64):
+            if p == root:
+                inside = True
+                break
+            p = parent.get(p, 0)
+            if p <= 1:
+                break
+        if not inside:
+            continue
+        if pid == root:
+            role = "benchmark"
+        elif name.startswith("python"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                argv = ""
+            role = "sidecar" if "sidecar" in argv else "worker"
+        else:
+            role = name
+        out[role] += seconds
+    return out

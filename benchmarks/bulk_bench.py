@@ -2,13 +2,16 @@
 
 Run from the repository root::
 
-    uv run python benchmarks/bulk_bench.py [--n 10000] [--payload-mb 1]
+    uv run python benchmarks/bulk_bench.py [--n 10000] [--payload-mb 1] [--native]
 
 Uses REDIS_URL when set, else whatever ``tests/_redis.py`` provides. Every
 key it writes is under a fresh prefix and is deleted at the end. The engine
 is a stub whose ``dispatch`` only records the request (creation rows) or the
 in-memory manager (the payload rows), so the figures are MageFlow's own cost:
-client CPU and Redis.
+client CPU and Redis. ``--native`` also starts a Hatchet engine
+(``tests/e2e/_engine.py``) and a worker subprocess that registers a plain
+no-op task, and times native bulk submission of the same N runs
+(``aio_run_many_no_wait``) beside MageFlow's creation of the swarm members.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 import mageflow  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from hatchet_sdk import Context, EmptyModel, Hatchet  # noqa: E402
 from mageflow import MageflowConfig, ReturnValue, SwarmConfig  # noqa: E402
 from mageflow._store.codec import encode_signature, jdump  # noqa: E402
 from mageflow.inmemory import InMemoryTaskManager  # noqa: E402
@@ -59,7 +63,38 @@ async def _timed(call: Any) -> tuple[float, int, Any]:
     return time.perf_counter() - started, Tally.round_trips - rt0, out
 
 
-async def creation(client: aioredis.Redis, stats: aioredis.Redis, prefix: str, n: int) -> None:
+NATIVE_NOOP = "bulkbench-native-noop"
+
+
+def _native_task() -> Any:
+    hatchet = Hatchet()
+
+    @hatchet.task(name=NATIVE_NOOP)
+    async def noop(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    return hatchet, noop
+
+
+def worker_main() -> None:
+    hatchet, noop = _native_task()
+    hatchet.worker("bulkbench-worker", slots=50, workflows=[noop]).start()
+
+
+async def native_submission(n: int) -> float:
+    """Seconds to submit n runs of a no-op task with one native bulk call."""
+    _, noop = _native_task()
+    warm = [noop.create_bulk_run_item(input=EmptyModel()) for _ in range(10)]
+    await noop.aio_run_many_no_wait(warm)
+    items = [noop.create_bulk_run_item(input=EmptyModel()) for _ in range(n)]
+    started = time.perf_counter()
+    await noop.aio_run_many_no_wait(items)
+    return time.perf_counter() - started
+
+
+async def creation(
+    client: aioredis.Redis, stats: aioredis.Redis, prefix: str, n: int, native: float | None
+) -> None:
     manager = StubManager()
     rt = mageflow.configure(client, manager, MageflowConfig(key_prefix=prefix))
     await rt.store.prepare()
@@ -103,6 +138,24 @@ async def creation(client: aioredis.Redis, stats: aioredis.Redis, prefix: str, n
     secs, rts, _ = await _timed(swarm_members)
     rows.append(_row("`aswarm` + `aio_run_tasks_in_swarm` (sign + admit)", n, secs, rts))
 
+    async def signed_members() -> None:
+        signed = await mageflow.asign_many("order", items)
+        swarm = await mageflow.aswarm(config=SwarmConfig(max_concurrency=100))
+        await swarm.aio_run_in_swarm(signed)
+
+    secs2, rts2, _ = await _timed(signed_members)
+    rows.append(_row("`asign_many` + `aswarm` + `aio_run_in_swarm(signed)`", n, secs2, rts2))
+    if native is not None:
+        rows.append(
+            _row(
+                "native Hatchet `aio_run_many_no_wait` (submission only)",
+                n,
+                native,
+                0,
+                f"{native / secs:.0f}x MageFlow's sign + admit",
+            )
+        )
+
     print("\n## Creation (stub engine: dispatch only records)\n")
     print("| what | N | s | per s | RT per 1 000 | note |")
     print("|---|---|---|---|---|---|")
@@ -127,7 +180,7 @@ async def payloads(client: aioredis.Redis, prefix: str, megabytes: float, rounds
         async def got(msg: Got) -> None:
             arrived.put_nowait(time.perf_counter())
 
-        cfg = MageflowConfig(key_prefix=f"{prefix}{label[:3]}:", payload_threshold=threshold)
+        cfg = MageflowConfig(key_prefix=f"{prefix}{label.split()[0]}:", payload_threshold=threshold)
         rt = mageflow.configure(client, manager, cfg)
         await rt.store.prepare()
         times: list[float] = []
@@ -150,12 +203,12 @@ async def payloads(client: aioredis.Redis, prefix: str, megabytes: float, rounds
         )
 
 
-async def run(url: str, n: int, megabytes: float, rounds: int) -> None:
+async def run(url: str, n: int, megabytes: float, rounds: int, native: float | None) -> None:
     client = counting_client(url)
     stats = aioredis.from_url(url, decode_responses=True)
     prefix = f"mfbench:{uuid.uuid4().hex[:8]}:"
     try:
-        await creation(client, stats, prefix, n)
+        await creation(client, stats, prefix, n, native)
         await payloads(client, prefix, megabytes, rounds)
     finally:
         await _cleanup(stats, prefix)
@@ -163,15 +216,40 @@ async def run(url: str, n: int, megabytes: float, rounds: int) -> None:
         await stats.aclose()
 
 
+def _native(n: int) -> float:
+    from tests.e2e._engine import start_engine
+    from tests.e2e._worker import WorkerProcess
+
+    engine = start_engine()
+    worker = WorkerProcess(
+        "benchmarks.bulk_bench", engine.worker_env(), args=["--worker"], name="bulkbench"
+    )
+    try:
+        worker.start()
+        with engine.exported_env():
+            return asyncio.run(native_submission(n))
+    finally:
+        worker.stop()
+        engine.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="signatures / swarm members")
     parser.add_argument("--payload-mb", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=9, help="task + callback chains per mode")
+    parser.add_argument(
+        "--native", action="store_true", help="also time native Hatchet bulk submission"
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker_main()
+        return 0
     started = time.perf_counter()
+    native = _native(args.n) if args.native else None
     with redis_server() as url:
-        asyncio.run(run(url, args.n, args.payload_mb, args.rounds))
+        asyncio.run(run(url, args.n, args.payload_mb, args.rounds, native))
     print(f"\n({time.perf_counter() - started:.1f} s)")
     return 0
 

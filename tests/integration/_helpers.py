@@ -40,7 +40,7 @@ class Raw:
         """
         out: dict[str, Any] = {}
         idx = f"{self.rt.config.key_prefix}idx:"
-        async for k in self.client.scan_iter(match=f"{self.rt.config.key_prefix}*"):
+        async for k in self.client.scan_iter(match=f"{self.rt.config.key_prefix}*", count=1000):
             if not indexes and k.startswith(idx):
                 continue
             kind = await self.client.type(k)

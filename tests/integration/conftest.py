@@ -40,7 +40,7 @@ async def runtime(
         try:
             await manager.wait_idle(timeout=5)
         finally:
-            async for k in redis_client.scan_iter(match=f"{config.key_prefix}*"):
+            async for k in redis_client.scan_iter(match=f"{config.key_prefix}*", count=1000):
                 await redis_client.delete(k)
 
 

@@ -74,3 +74,21 @@ def test_options_on_a_task_not_registered_by_mageflow_raise(mf: Any) -> None:
 
     with pytest.raises(ConfigurationError, match=r"mf\.task"):
         mf.with_ctx(plain)
+
+
+async def test_a_stopping_worker_writes_the_run_ids_it_held_back(
+    mf: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[bool] = []
+
+    async def flush() -> None:
+        flushed.append(True)
+
+    monkeypatch.setattr(mf.runtime, "flush", flush)
+    worker = mf.worker("w", recover_every=None)
+    lifespan = worker._lifespan()
+    await lifespan.__anext__()
+    assert flushed == []
+    with pytest.raises(StopAsyncIteration):
+        await lifespan.__anext__()
+    assert flushed == [True]

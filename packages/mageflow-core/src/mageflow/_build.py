@@ -22,7 +22,7 @@ from thirdmagic.signature import (
 from thirdmagic.signature import validation_error as _validation_error
 from thirdmagic.status import SignatureStatus, TaskStatus
 
-from mageflow import _handover, _locks, _merge
+from mageflow import _admission, _handover, _locks
 from mageflow._intake import check_kwargs, check_new
 
 if TYPE_CHECKING:
@@ -289,26 +289,29 @@ async def swarm_add(
             f"msgs: expected one message per task ({count}), got {len(msgs)}",
             field="msgs",
         )
-    members, created = await _handover.member_keys(runtime, tasks)
+    messages = _admission.encode_messages(msgs) if msgs is not None else None
+    admission = await _admission.plan(runtime, tasks, messages)
     store = runtime.store
     try:
-        pairs = [
-            (m, _merge.message_data(msgs[i]) if msgs is not None else None)
-            for i, m in enumerate(members)
-        ]
         outbox = await _locks.waiting_for_lock(
             store.config,
             key,
             lambda: store.swarm_add(
-                key, pairs, token=_locks.token(key), dispatch_prefix=runtime.new_dispatch_id()
+                key,
+                len(admission.keys),
+                (admission.group_count, admission.groups),
+                admission.members,
+                token=_locks.token(key),
+                dispatch_prefix=runtime.new_dispatch_id(),
             ),
         )
     except BaseException:
-        # refused (closed, full, locked ...): members signed for it go too
-        await _handover.discard(runtime, created)
+        # refused (closed, full, locked ...): the script stored nothing; only
+        # unsaved flows stored ahead of it (see _admission) are removed again
+        await _handover.discard(runtime, admission.created)
         raise
     await runtime.dispatch_outbox(outbox)
-    return members
+    return admission.keys
 
 
 async def swarm_close(runtime: MageflowRuntime, key: str) -> None:

@@ -5,8 +5,10 @@ attached to it) may come from a service that has only ``thirdmagic``. Storing
 it is all or nothing: the signatures are created children first, and if any
 of them is refused, those already created by this call are removed again
 before the error propagates, so a refused hand-over leaves nothing behind.
-The same compensation covers members signed for a chain or a swarm add that
-is then refused.
+The same compensation covers members signed for a chain that is then
+refused, and unsaved chains or swarms added to a swarm that refuses them
+(every other swarm member is stored by the admitting script, see
+``_admission``).
 """
 
 from __future__ import annotations
@@ -89,8 +91,14 @@ async def _create(runtime: MageflowRuntime, sig: Signature, members: list[str]) 
     await runtime.store.create(sig, required)
 
 
-async def submit(runtime: MageflowRuntime, spec: Any) -> Signature:
-    """Store every signature of ``spec`` (all or nothing) and return its root."""
+async def submit(
+    runtime: MageflowRuntime, spec: Any, stored_by_call: list[str] | None = None
+) -> Signature:
+    """Store every signature of ``spec`` (all or nothing) and return its root.
+
+    The keys it stored (not those it found already stored) are appended to
+    ``stored_by_call``: only those may be removed if the caller is refused.
+    """
     parsed = FlowSpec.parse(spec)
     ordered = _order(parsed)
     found = await runtime.store.load_many([s.key for s in ordered])
@@ -118,6 +126,8 @@ async def submit(runtime: MageflowRuntime, spec: Any) -> Signature:
     except BaseException:
         await discard(runtime, created)
         raise
+    if stored_by_call is not None:
+        stored_by_call.extend(created)
     return parsed.root_signature()
 
 
@@ -134,7 +144,12 @@ async def member_keys(runtime: MageflowRuntime, tasks: Any) -> tuple[list[str], 
         if isinstance(tasks, (str, Signature)) or not isinstance(tasks, (list, tuple))
         else list(tasks)
     )
-    probe = [t if isinstance(t, str) else t.key for t in items if isinstance(t, (str, Signature))]
+    # once per distinct key or name: a chain of 1 000 "step" is one HGETALL
+    probe = list(
+        dict.fromkeys(
+            t if isinstance(t, str) else t.key for t in items if isinstance(t, (str, Signature))
+        )
+    )
     stored: set[str] = set()
     if probe:
         found = await runtime.store.load_many(probe)
@@ -148,9 +163,8 @@ async def member_keys(runtime: MageflowRuntime, tasks: Any) -> tuple[list[str], 
             if isinstance(item, Signature) and item.key in stored:
                 keys.append(item.key)
             elif isinstance(item, Signature):
-                spec = FlowSpec.of(item)
-                await submit(runtime, spec)
-                created.extend(s.key for s in spec.signatures)
+                # a stored callback attached to it is referred to, never removed
+                await submit(runtime, FlowSpec.of(item), created)
                 keys.append(item.key)
                 stored.add(item.key)
             elif isinstance(item, str) and item in stored:

@@ -58,6 +58,7 @@ from mageflow import (
     _worker,
 )
 from mageflow._results import DEFAULT_POLL_INTERVAL, ResultWaiter, error_payload
+from mageflow._run_ids import RunIds, SentRun
 from mageflow._store.redis_store import OutboxEntry, RedisStore
 from mageflow.config import MageflowConfig
 from mageflow.engine import (
@@ -90,6 +91,8 @@ class MageflowRuntime:
         self.manager = manager
         self.config: MageflowConfig = store.config
         self._recording = asyncio.Semaphore(4)
+        # run ids of the worker's dispatches, recorded by its next BEGIN/FINISH
+        self.run_ids = RunIds(store)
         self.results = ResultWaiter(store)
         if manager is not None:
             manager.bind(self)
@@ -390,8 +393,22 @@ class MageflowRuntime:
         request = self._entry_request(entry, options)
         await self._record_runs([(request, await self._send(request))])
 
+    async def flush(self) -> None:
+        """Write what this runtime holds back: the run ids of its worker's last dispatches.
+
+        A worker records them with its next BEGIN or FINISH, or after two
+        quiet seconds; call this when a worker stops (the Hatchet worker's lifespan
+        does) so none is left to the reconciler.
+        """
+        await self.run_ids.flush()
+
+    @staticmethod
+    def sent_runs(sent: Sequence[tuple[DispatchRequest, DispatchResult]]) -> list[SentRun]:
+        """``(key, dispatch id, run id)`` of each accepted dispatch the engine named a run for."""
+        return [(req.signature_key, req.dispatch_id, res.run_id) for req, res in sent if res.run_id]
+
     async def _record_runs(self, sent: Sequence[tuple[DispatchRequest, DispatchResult]]) -> None:
-        runs = [(req.signature_key, req.dispatch_id, res.run_id) for req, res in sent if res.run_id]
+        runs = self.sent_runs(sent)
         if not runs:
             return
         try:

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from thirdmagic.errors import StoreUnavailableError
@@ -33,6 +33,7 @@ from thirdmagic.signature import to_json_value
 from mageflow import _locks, _merge, _payloads
 from mageflow._crash import crash_point
 from mageflow._results import error_payload
+from mageflow._run_ids import SentRun
 from mageflow._store.codec import OutboxEntry, R
 from mageflow.engine import (
     DispatchRequest,
@@ -120,6 +121,17 @@ class _Persist:
                 await disconnect(inuse_connections=False)
 
 
+@contextlib.contextmanager
+def _carrying(runtime: MageflowRuntime) -> Iterator[list[SentRun]]:
+    """Run ids for the next script call to record; kept for another when the call raises."""
+    sent = runtime.run_ids.take()
+    try:
+        yield sent
+    except BaseException:
+        runtime.run_ids.give_back(sent)
+        raise
+
+
 async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutcome:
     """Drive one delivered attempt of a signature's run (see ``mageflow.engine.RunRequest``).
 
@@ -151,15 +163,18 @@ async def _attempt(runtime: MageflowRuntime, request: RunRequest, persist: _Pers
     key = request.signature_key
     lock_wait = store.config.lock_ttl + store.config.lock_wait
     crash_point("begin:before", key)
-    begun = await persist(
-        "begin",
-        lambda: _locks.waiting_for_lock(
-            store.config,
-            key,
-            lambda: store.begin(key, request.dispatch_id, request.run_id, request.payload),
-            lock_wait,
-        ),
-    )
+    with _carrying(runtime) as sent:
+        begun = await persist(
+            "begin",
+            lambda: _locks.waiting_for_lock(
+                store.config,
+                key,
+                lambda: store.begin(
+                    key, request.dispatch_id, request.run_id, request.payload, sent=sent
+                ),
+                lock_wait,
+            ),
+        )
     crash_point("begin:after", key)
     if begun.decision == "skip":
         log.info("run %s of %s skipped: %s", request.run_id, key, begun.reason)
@@ -244,23 +259,25 @@ async def _finish(
     store = runtime.store
     key = request.signature_key
     crash_point("finish:before", key)
-    code, outbox = await persist(
-        "finish",
-        lambda: _locks.waiting_for_lock(
-            store.config,
-            key,
-            lambda: store.finish(
+    with _carrying(runtime) as sent:
+        code, outbox = await persist(
+            "finish",
+            lambda: _locks.waiting_for_lock(
+                store.config,
                 key,
-                succeeded=succeeded,
-                run_id=request.run_id,
-                payload=payload,
-                attempt=persist.attempt,
-                retries=retries,
-                redispatch=not request.engine_will_retry,
+                lambda: store.finish(
+                    key,
+                    succeeded=succeeded,
+                    run_id=request.run_id,
+                    payload=payload,
+                    attempt=persist.attempt,
+                    retries=retries,
+                    redispatch=not request.engine_will_retry,
+                    sent=sent,
+                ),
+                store.config.lock_ttl + store.config.lock_wait,
             ),
-            store.config.lock_ttl + store.config.lock_wait,
-        ),
-    )
+        )
     crash_point("finish:after", key)
     if code not in (R.ok, R.already, R.retry):
         log.info("outcome of run %s for %s not recorded: %s", request.run_id, key, code)
@@ -283,7 +300,8 @@ async def _dispatch(
         )
 
     results = await asyncio.gather(*(send(entry) for entry in outbox), return_exceptions=True)
-    await runtime._record_runs([r for r in results if isinstance(r, tuple)])
+    # recorded by this worker's next BEGIN or FINISH: no round trip of its own
+    runtime.run_ids.add(runtime.sent_runs([r for r in results if isinstance(r, tuple)]))
     failures = [r for r in results if isinstance(r, BaseException)]
     for failure in failures:
         if isinstance(failure, _StoreGaveUp):

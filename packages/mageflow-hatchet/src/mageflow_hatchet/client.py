@@ -207,6 +207,12 @@ class HatchetMageflow(Hatchet):
             finally:
                 if loop_task is not None:
                     loop_task.cancel()
+                # run ids of the last dispatches no BEGIN/FINISH took: written
+                # now rather than left to the reconciler
+                try:
+                    await runtime.flush()
+                except Exception:
+                    log.warning("mageflow: could not record the last run ids", exc_info=True)
 
         return self.hatchet.worker(
             name,

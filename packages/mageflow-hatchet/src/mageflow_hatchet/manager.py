@@ -49,7 +49,11 @@ log = logging.getLogger("mageflow.hatchet")
 _DISPATCH_THREADS = 16
 # Under load, dispatches that queue while this many bulk calls are in flight
 # go together in the next one: no added latency when idle, big batches when busy.
-_MAX_IN_FLIGHT = 4
+# On a busy engine each call takes hundreds of ms; fewer, bigger calls did
+# better than more, smaller ones: 2 was 1-10% faster than 4 side by side, and
+# 8 or 16 no better (benchmarks/README.md, "Dispatch path"). Two keep a second
+# call going while one is slow.
+_MAX_IN_FLIGHT = 2
 # Hatchet's REST API has no lookup of many runs by id: run_status asks for
 # each run, this many at a time.
 _STATUS_CONCURRENCY = 8
@@ -82,6 +86,8 @@ class HatchetTaskManager(TaskManager):
         self._by_name: dict[str, TaskDescription] = {}
         self._by_object: dict[int, str] = {}
         self._pool = ThreadPoolExecutor(_DISPATCH_THREADS, thread_name_prefix="mageflow-dispatch")
+        # bulk trigger calls at a time (a tuning knob, see _MAX_IN_FLIGHT)
+        self.max_in_flight = _MAX_IN_FLIGHT
         self._batch: list[tuple[WorkflowRunTriggerConfig, asyncio.Future[str]]] = []
         self._flush_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -147,7 +153,7 @@ class HatchetTaskManager(TaskManager):
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush_scheduled = False
-        if not self._batch or len(self._sending) >= _MAX_IN_FLIGHT:
+        if not self._batch or len(self._sending) >= self.max_in_flight:
             return
         batch, self._batch = self._batch, []
         task = loop.create_task(self._send(batch))

@@ -439,7 +439,7 @@ _MISSING: Final[Mapping[str, str]] = {
     "create": "signature {key!r} refers to {culprit!r}, which is not stored",
     "create_many": "the signatures refer to {culprit!r}, which is not stored",
     "add_callbacks": "callback {culprit!r} of signature {key!r} is not stored",
-    "swarm_add": "swarm member {culprit!r} is not stored",
+    "swarm_add": "{culprit!r} (a swarm member, or a callback of a new one) is not stored",
 }
 
 _INVALID: Final[Mapping[str, str]] = {

@@ -328,6 +328,15 @@ class RedisStore:
             return None
         return self.decode(key, cast(dict[Any, Any], raw))
 
+    async def stored(self, keys: Sequence[str]) -> list[bool]:
+        """Whether something is stored under each signature key (one script, nothing decoded)."""
+        if not keys:
+            return []
+        reply = await self._call(
+            "stored", "", keys={}, args={}, rest_keys=[self.keys.sig(k) for k in keys]
+        )
+        return [c == "1" for c in text(reply[1])]
+
     async def load_many(self, keys: Sequence[str]) -> list[Signature | None]:
         async def call() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -366,8 +375,15 @@ class RedisStore:
         return cast(Literal["dispatch", "parked"], reply[0])
 
     async def begin(
-        self, key: str, dispatch_id: str, run_id: str, input_data: dict[str, Any]
+        self,
+        key: str,
+        dispatch_id: str,
+        run_id: str,
+        input_data: dict[str, Any],
+        sent: Sequence[tuple[str, str, str]] = (),
     ) -> BeginResult:
+        """A run arrives; ``sent`` are earlier dispatches' run ids to record on the way."""
+        sent_keys, sent_runs = self._sent(sent)
         reply = await self._call(
             "begin",
             key,
@@ -383,6 +399,8 @@ class RedisStore:
                 "input": jdump(input_data),
                 "active_ttl": self._active_ms,
             },
+            rest_keys=sent_keys,
+            rest_args=sent_runs,
         )
         code = reply[0]
         if code == R.run:
@@ -403,6 +421,7 @@ class RedisStore:
         attempt: str = "",
         retries: int = -1,
         redispatch: bool = False,
+        sent: Sequence[tuple[str, str, str]] = (),
     ) -> tuple[str, list[OutboxEntry]]:
         """Record how an attempt ended; returns (code, claimed dispatches).
 
@@ -415,7 +434,9 @@ class RedisStore:
         code is ``ok`` (this call recorded it), ``already`` (a repeat; the outbox
         is returned again so a lost dispatch can be redone), ``retry``, or
         ``missing``, ``stale``, ``invalid`` (nothing recorded, nothing to dispatch).
+        ``sent`` are earlier dispatches' run ids to record on the way (as ``record_runs``).
         """
+        sent_keys, sent_runs = self._sent(sent)
         reply = await self._call(
             "finish",
             key,
@@ -429,6 +450,8 @@ class RedisStore:
                 "retries": retries,
                 "redispatch": 1 if redispatch else 0,
             },
+            rest_keys=sent_keys,
+            rest_args=sent_runs,
         )
         code = reply[0]
         if code == R.ok and len(reply) > 2:
@@ -606,20 +629,29 @@ class RedisStore:
     async def swarm_add(
         self,
         key: str,
-        members: Sequence[tuple[str, dict[str, Any] | None]],
+        count: int,
+        groups: tuple[int, Sequence[str]],
+        members: Sequence[str],
         *,
         token: str,
         dispatch_prefix: str,
     ) -> list[OutboxEntry]:
-        pairs: list[str] = []
-        for member, msg in members:
-            pairs += [member, "" if msg is None else jdump(msg)]
+        """Admit ``count`` members, storing the new ones in the same step (``swarm_add.lua``).
+
+        ``groups`` is ``(how many, their field lists)`` and ``members`` the
+        per-member values, laid out as the script's header says.
+        """
         reply = await self._call(
             "swarm_add",
             key,
             keys={"sig_key": self.keys.sig(key), "lock_key": self.keys.lock(key)},
-            args={**self._container_args(dispatch_prefix), "token": token, "count": len(members)},
-            rest_args=pairs,
+            args={
+                **self._container_args(dispatch_prefix),
+                "token": token,
+                "count": count,
+                "groups": groups[0],
+            },
+            rest_args=[*groups[1], *members],
         )
         return parse_outbox(text(reply[1]))
 
@@ -652,17 +684,17 @@ class RedisStore:
         """Keep the engine's run id of each ``(key, dispatch id, run id)`` with its claim."""
         if not sent:
             return
+        sent_keys, sent_runs = self._sent(sent)
+        await self._call(
+            "sent", sent[0][0], keys={}, args={}, rest_keys=sent_keys, rest_args=sent_runs
+        )
+
+    def _sent(self, sent: Sequence[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
+        """The trailing KEYS and ARGV that carry ``(key, dispatch id, run id)`` records."""
         pairs: list[str] = []
         for _, dispatch_id, run_id in sent:
             pairs += [dispatch_id, run_id]
-        await self._call(
-            "sent",
-            sent[0][0],
-            keys={},
-            args={},
-            rest_keys=[self.keys.sig(k) for k, _, _ in sent],
-            rest_args=pairs,
-        )
+        return [self.keys.sig(k) for k, _, _ in sent], pairs
 
     async def unclaim(self, key: str, dispatch_id: str) -> bool:
         """Take back a claim the engine refused; False when the signature moved on meanwhile."""

@@ -2,10 +2,14 @@
 -- back the outbox of a finished run whose dispatches may have been lost.
 -- A run that starts is listed in the active index until FINISH, so the
 -- reconciler can ask the engine about a run that never finishes.
--- KEYS: sig_key, lock_key, pending_key, active_key
--- ARGV: dispatch_id, run_id, input, active_ttl
+-- It also records the engine run ids of dispatches this worker sent before
+-- (sent_keys with their dispatch and run ids, as sent.lua does), which
+-- saves those a round trip of their own.
+-- KEYS: sig_key, lock_key, pending_key, active_key, sent_keys...
+-- ARGV: dispatch_id, run_id, input, active_ttl, sent_runs...
 -- REPLIES: run, skip, park, drain
 -- @include lib/indexes
+record_sent(KEYS_REST, ARGV_REST)
 local ok = kind_of(sig_key)
 if ok == nil then return {R.skip, R.missing} end
 if ok == false then return {R.corrupt} end

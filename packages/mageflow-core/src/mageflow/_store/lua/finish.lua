@@ -13,10 +13,13 @@
 -- ids it hands out start with the run id (dispatch_prefix).
 -- Safe to repeat: an attempt that already counted its failure (`attempt`
 -- equals F.failure_attempt) gets the same decision again.
--- KEYS: sig_key, lock_key
--- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, outcome, payload, attempt, retries, redispatch
+-- Like BEGIN, it first records the engine run ids of earlier dispatches
+-- (sent_keys, sent_runs).
+-- KEYS: sig_key, lock_key, sent_keys...
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, outcome, payload, attempt, retries, redispatch, sent_runs...
 -- REPLIES: ok, already, missing, stale, invalid, retry
 -- @include lib/containers
+record_sent(KEYS_REST, ARGV_REST)
 local bad = check(sig_key); if bad then return bad end
 if locked(lock_key, '') then return {R.locked} end
 local run_id = dispatch_prefix

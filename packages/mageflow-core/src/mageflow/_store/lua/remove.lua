@@ -53,6 +53,27 @@ for _, full in ipairs(doomed) do
     end
   end
 end
+-- a callback that stays loses a parent: an unsettled one counted itself in
+-- its refs (create.lua), so the count goes back to what it was before
+for _, full in ipairs(doomed) do
+  if string.sub(full, 1, #sp) == sp and kind_of(full) then
+    local f = redis.call('HMGET', full, F.status, F.callbacks_ok, F.callbacks_err)
+    if not terminal(f[1]) then
+      local counted = {}
+      for _, raw in ipairs({f[2], f[3]}) do
+        if raw and raw ~= '[]' and raw ~= '{}' then
+          for _, ck in ipairs(cjson.decode(raw)) do
+            local cf = sp .. ck
+            if not counted[ck] and not gone[cf] and kind_of(cf) then
+              counted[ck] = true
+              if redis.call('HINCRBY', cf, F.refs, -1) <= 0 then redis.call('HDEL', cf, F.refs) end
+            end
+          end
+        end
+      end
+    end
+  end
+end
 -- a deleted signature leaves every index with it (the reconciler's too)
 local pk, ak = prefix .. K.pending, prefix .. K.active
 for _, full in ipairs(doomed) do

@@ -13,6 +13,23 @@ local function check(k)
   if ok == false then return {R.corrupt} end
   return nil
 end
+-- Engine run ids of dispatches sent earlier: KEYS from index ki on, each
+-- with a (dispatch id, run id) pair in ARGV from index ai on. The id is kept
+-- with its claim while that claim is open, so the reconciler can ask the
+-- engine about the run; a run that began, or a signature that moved on, has
+-- its own record and nothing is written. Returns how many were kept.
+local function record_sent(ki, ai)
+  local n = 0
+  for i = ki, #KEYS do
+    local j = ai + 2 * (i - ki)
+    local f = redis.pcall('HMGET', KEYS[i], F.dispatch, F.claim)
+    if type(f) == 'table' and f[1] == ARGV[j] and f[2] then
+      redis.call('HSET', KEYS[i], F.engine_run, ARGV[j + 1])
+      n = n + 1
+    end
+  end
+  return n
+end
 local function locked(lk, holder)
   local h = redis.call('GET', lk)
   return h and h ~= holder
