@@ -22,6 +22,7 @@ from mageflow import (
     SwarmConfig,
 )
 from mageflow.engine import (
+    CancelRequest,
     DispatchRequest,
     DispatchResult,
     RunStatusRequest,
@@ -553,3 +554,20 @@ async def test_fire_and_forget_has_no_callbacks_and_no_claim(
     await engine.wait_idle()
     assert seen.calls["work"] == [4]
     assert await indexes(runtime) == (0, 0)
+
+
+async def test_cancel_of_a_claim_cancels_its_queued_engine_run_too(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cancelled: list[str] = []
+
+    async def cancel(request: CancelRequest) -> None:
+        cancelled.append(request.run_id)
+
+    monkeypatch.setattr(engine, "cancel", cancel)
+    register(engine)
+    key, run_id = await held_claim(engine)
+    await mageflow.cancel(key)
+    assert await raw.status(key) == "canceled"
+    # the run the engine holds queued goes too: it never arrives to skip itself
+    assert cancelled == [run_id]

@@ -55,8 +55,9 @@ async def _nothing(effects: Effects, key: str, result: TransitionResult) -> None
 
 
 async def _cancel_running(effects: Effects, key: str, result: TransitionResult) -> None:
-    # Only a run that claimed the signature has an id to cancel; a run still
-    # queued is skipped when it arrives because the status is interrupted.
+    # The store hands out the run to stop: a begun run, or, on cancel, a
+    # claim's queued engine run (an interrupted one's queued run must arrive:
+    # it is skipped and keeps the input for resume).
     if result.run_id:
         await effects.cancel_run(key, result.run_id)
 
@@ -74,8 +75,10 @@ _SIDE_EFFECTS: Mapping[tuple[SignatureStatus, LifecycleEvent], Handler] = {
     (_S.SUSPENDED, _E.RESUME): _replay,
     (_S.INTERRUPTED, _E.RESUME): _replay,
     (_S.PENDING, _E.RESUME): _replay,
+    (_S.PENDING, _E.CANCEL): _cancel_running,
     (_S.ACTIVE, _E.CANCEL): _cancel_running,
     (_S.SUSPENDED, _E.CANCEL): _cancel_running,
+    (_S.INTERRUPTED, _E.CANCEL): _cancel_running,
     (_S.FAILED, _E.RETRY): _replay,
     (_S.CANCELED, _E.RETRY): _replay,
 }

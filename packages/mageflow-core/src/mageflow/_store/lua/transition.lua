@@ -103,6 +103,12 @@ elseif event == EV.retry then
     KIND.task, {}, {}, MODE.merge, m)))
 elseif (event == EV.interrupt or event == EV.cancel) and r then
   run = r
+elseif event == EV.cancel and target ~= s then
+  -- a claim whose run has not begun: its queued engine run is cancelled
+  -- too, or it would still arrive (and skip itself) long after. Interrupt
+  -- keeps it: the arriving run is what keeps the input for resume.
+  local f = redis.call('HMGET', sig_key, F.engine_run, F.claim)
+  if f[1] and f[2] then run = f[1] end
 end
 if target == s and not replay then
   slide(sig_key, s, active_ttl, done_ttl)
