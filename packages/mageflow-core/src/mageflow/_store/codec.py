@@ -136,9 +136,11 @@ class R:
     retry: Final = "retry"
     exhausted: Final = "exhausted"
     noretry: Final = "noretry"
+    wait: Final = "wait"
     # skip reasons
     duplicate: Final = "duplicate"
     finished: Final = "finished"
+    deferred: Final = "deferred"
 
 
 def text(value: Any) -> str:
