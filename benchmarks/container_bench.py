@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import itertools
 import json
 import os
 import sys
@@ -590,9 +591,10 @@ async def run(
                 again, _ = await bench.swarm(members, slots, settings.get("prefetch", prefetch))
                 again.label += " " + ",".join(f"{k}={v}" for k, v in settings.items())
                 extra.append(again)
-            await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
-            extra.append(await bench.native_bulk(members))
-            extra[-1].label += " again"
+                await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
+                # native right after each: a pair under the same load
+                extra.append(await bench.native_bulk(members))
+                extra[-1].label += " again"
         if native_metadata:
             extra.append(await bench.native_bulk(members, metadata=True))
             extra[-1].label += " + metadata"
@@ -613,6 +615,15 @@ async def run(
         await rec.aclose()
         await client.aclose()
     return report(swarm, setup, bulk, chain, nchain, members, steps, slots, extra)
+
+
+def _cpu_all(r: Result) -> float:
+    """The CPU ms per member of every process of the tree, from ``Result.cpu``."""
+    _, _, rest = r.cpu.partition("(all ")
+    try:
+        return float(rest.split(" ", 1)[0])
+    except ValueError:
+        return float("nan")
 
 
 def report(
@@ -701,6 +712,14 @@ def report(
     print()
     swarm_ratio = swarm.seconds / bulk.seconds
     chain_ratio = chain.seconds / nchain.seconds
+    pairs = [(swarm, bulk)] + [
+        (a, b) for a, b in itertools.pairwise(extra) if a.runs is not None and b.runs is None
+    ]
+    print("Swarm / the native bulk run right after it (wall, CPU per member):")
+    for a, b in pairs:
+        wall, cpu = a.seconds / b.seconds, _cpu_all(a) / _cpu_all(b)
+        print(f"  {a.label}  {wall:.2f}x wall, {cpu:.2f}x CPU")
+    print()
     print("Targets:")
     for label, r in (("swarm member", swarm), ("chain step", chain)):
         print(
