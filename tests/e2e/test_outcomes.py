@@ -12,6 +12,7 @@ from mageflow import (
     SignatureFailedError,
     SignatureStatus,
 )
+from mageflow.engine import DISPATCH_ID_META, SIGNATURE_KEY_META
 
 from tests.e2e._worker import wait_until
 from tests.e2e.mf_app import App, Echo, Order, Sleep
@@ -59,6 +60,29 @@ async def test_cancel_a_running_task_cancels_the_hatchet_run(app: App, tag: str)
     assert await app.records("e2e-sleep-end", tag) == []
     assert await status_of(ok.key) == SignatureStatus.PENDING
     assert await status_of(bad.key) == SignatureStatus.PENDING  # default: no error callbacks
+
+
+async def test_a_run_arriving_for_a_cancelled_signature_skips_and_reads_cancelled(
+    app: App, tag: str
+) -> None:
+    # The window this covers: a cancel that came before the dispatching worker
+    # stored its run's engine id (run ids are recorded lazily), so the cancel
+    # could not stop the queued run and the run still arrives.
+    sig = await mageflow.asign("e2e-sleep")
+    await mageflow.cancel(sig.key)
+    await app.mf.runs.aio_create(
+        "e2e-sleep",
+        Sleep(seconds=45, tag=tag).model_dump(),
+        additional_metadata={SIGNATURE_KEY_META: sig.key, DISPATCH_ID_META: "late"},
+    )
+
+    async def cancelled() -> bool:
+        runs = await runs_for(app, sig.key)
+        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
+
+    await wait_until(cancelled, timeout=60, message="the late run reads CANCELLED")
+    assert await app.records("e2e-sleep-start", tag) == []
+    assert await status_of(sig.key) == SignatureStatus.CANCELED
 
 
 async def test_retry_a_canceled_signature_runs_its_stored_input(app: App, tag: str) -> None:
