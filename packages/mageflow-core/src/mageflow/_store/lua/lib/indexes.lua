@@ -25,6 +25,15 @@ end
 local function not_root(pfx, mk)
   redis.call('ZREM', pfx .. K.roots, mk)
 end
+-- KEYS[from..] (callbacks, members) are now referred to by another
+-- signature: they live at least as long as it and are no roots of their own
+local function adopt(pfx, from, ttl)
+  local sp = pfx .. K.sig
+  for i = from, #KEYS do
+    redis.call('PEXPIRE', KEYS[i], ttl, 'GT')
+    not_root(pfx, string.sub(KEYS[i], #sp + 1))
+  end
+end
 -- a signature about to be deleted leaves every index it is listed in
 local function unindex(pfx, k)
   local sk = string.sub(k, #pfx + #K.sig + 1)
