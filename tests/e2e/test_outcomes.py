@@ -14,9 +14,8 @@ from mageflow import (
 )
 from mageflow.engine import DISPATCH_ID_META, SIGNATURE_KEY_META
 
-from tests.e2e._worker import wait_until
 from tests.e2e.mf_app import App, Echo, Order, Sleep
-from tests.e2e.test_signatures import runs_for, status_of, wait_records
+from tests.e2e.test_signatures import status_of, wait_records, wait_runs_cancelled
 
 pytestmark = pytest.mark.e2e
 
@@ -52,11 +51,7 @@ async def test_cancel_a_running_task_cancels_the_hatchet_run(app: App, tag: str)
     with pytest.raises(SignatureCanceledError):
         await waiter
 
-    async def cancelled() -> bool:
-        runs = await runs_for(app, sig.key)
-        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
-
-    await wait_until(cancelled, timeout=60, message="hatchet run cancelled")
+    await wait_runs_cancelled(app, sig.key, "hatchet run cancelled")
     assert await app.records("e2e-sleep-end", tag) == []
     assert await status_of(ok.key) == SignatureStatus.PENDING
     assert await status_of(bad.key) == SignatureStatus.PENDING  # default: no error callbacks
@@ -76,11 +71,7 @@ async def test_a_run_arriving_for_a_cancelled_signature_skips_and_reads_cancelle
         additional_metadata={SIGNATURE_KEY_META: sig.key, DISPATCH_ID_META: "late"},
     )
 
-    async def cancelled() -> bool:
-        runs = await runs_for(app, sig.key)
-        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
-
-    await wait_until(cancelled, timeout=60, message="the late run reads CANCELLED")
+    await wait_runs_cancelled(app, sig.key, "the late run reads CANCELLED")
     assert await app.records("e2e-sleep-start", tag) == []
     assert await status_of(sig.key) == SignatureStatus.CANCELED
 
@@ -159,11 +150,7 @@ async def test_cli_cancels_and_retries_through_the_engine(
     assert code == 0, err
     assert out.strip() == f"{sig.key}: canceled"
 
-    async def cancelled() -> bool:
-        runs = await runs_for(app, sig.key)
-        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
-
-    await wait_until(cancelled, timeout=60, message="hatchet run cancelled by the CLI")
+    await wait_runs_cancelled(app, sig.key, "hatchet run cancelled by the CLI")
     code, out, err = await _cli("retry", sig.key, *common)
     assert code == 0, err
     await wait_records(app, "e2e-sleep-start", tag, n=2)  # dispatched again by the CLI
