@@ -287,3 +287,22 @@ async def test_members_sent_ahead_of_a_failed_swarm_are_skipped_on_arrival(
 
 async def _failed(key: str) -> bool:
     return await _status(key) == SignatureStatus.FAILED
+
+
+async def test_a_run_arriving_before_the_swarms_cancel_reached_its_member_cancels_it(
+    manager: InMemoryTaskManager, runtime: MageflowRuntime, raw: Raw, bodies: Bodies
+) -> None:
+    manager.hold = True
+    sw = await mageflow.aswarm(config=SwarmConfig(max_concurrency=1, prefetch=1))
+    await sw.aio_run_tasks_in_swarm(["pf-work"] * 3, [Num(x=i) for i in range(3)])
+    await sw.aio_run_no_wait()
+    # the swarm is canceled, its members not yet (the cancel walks them after)
+    await raw.client.hset(raw.sig_key(sw.key), "s", "canceled")
+    record = next(iter(manager.runs.values()))
+    outcome = await runtime.execute_run(
+        _request(record.signature_key, record.dispatch_id, record.run_id)
+    )
+    assert (outcome.ran, outcome.reason) == (False, "canceled")
+    assert await _status(record.signature_key) == SignatureStatus.CANCELED
+    assert bodies.ran == []
+    manager.runs.clear()

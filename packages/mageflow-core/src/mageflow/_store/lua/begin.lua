@@ -11,13 +11,13 @@
 -- is told to wait (the worker asks again), and on its last try (give_up) it
 -- hands its claim back: the member returns to the head of the queue and is
 -- claimed again when a place frees. A claimed member whose swarm has ended
--- (a failed swarm) is skipped instead of started.
+-- is not started: canceled with a canceled swarm, else skipped.
 -- KEYS: sig_key, lock_key, pending_key, active_key, sent_keys...
 -- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, dispatch_id, run_id, input, give_up, sent_runs...
 -- REPLIES: run, skip, park, drain, wait
 -- @include lib/containers
 record_sent(KEYS_REST, ARGV_REST)
-local function take_place()
+local function take_place(s)
   local p = redis.call('HGET', sig_key, F.parent)
   if not p then return nil end
   local pf = SP .. p
@@ -26,7 +26,18 @@ local function take_place()
   local member = string.sub(sig_key, #SP + 1)
   local busy = XP .. p .. K.busy
   if redis.call('SISMEMBER', busy, member) == 1 then return nil end
-  if terminal(pm[2]) then
+  if pm[2] == S.canceled then
+    -- the swarm's cancel has not reached this member yet: it is canceled as
+    -- that cancel would (the caller then cancels its run in the engine too)
+    local to = step(s, EV.cancel)
+    if to then
+      unpend(pending_key, sig_key)
+      redis.call('HSET', sig_key, F.status, to, F.last_status, s)
+      track(prefix, sig_key, s, to, done_ttl)
+      redis.call('PEXPIRE', sig_key, done_ttl)
+      return {R.skip, to}
+    end
+  elseif terminal(pm[2]) then
     -- it never began and never will: skipped like the swarm's queued members
     -- (its own callbacks with it), and the counters still add up
     unpend(pending_key, sig_key)
@@ -36,7 +47,7 @@ local function take_place()
       redis.call('HINCRBY', pf, F.running, -1)
       redis.call('HINCRBY', pf, F.skipped, 1)
     end
-    return {R.skip, pm[2]}
+    return {R.skip, S.skipped}
   end
   if redis.call('SCARD', busy) < tonumber(cjson.decode(pm[3])['max_concurrency']) then
     redis.call('SADD', busy, member)
@@ -65,7 +76,7 @@ if d == dispatch_id or terminal(s) then unpend(pending_key, sig_key) end
 local target = step(s, EV.start)
 if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
-  local held = take_place()
+  local held = take_place(s)
   if held then return held end
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
              F.input, input, F.dispatch, dispatch_id)
