@@ -258,7 +258,7 @@ class Harness:
         # every other swarm sends members ahead of free places (issue 10): two
         # run, two wait in the engine or, on a worker with free slots, at BEGIN
         self.swarms += 1
-        ahead = self.swarms % 2 == 0
+        ahead = self.swarms % 2 == 1  # the first one too: short runs have one
         config = mageflow.SwarmConfig(max_concurrency=2, prefetch=2) if ahead else None
         size = size + 2 if ahead else size
         members = [await mageflow.asign(self.step, tag=f"m{i}") for i in range(size)]
