@@ -22,6 +22,7 @@ on and completed is ``wrong``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import tempfile
@@ -30,11 +31,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mageflow
 from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from mageflow import DispatchPendingError
 from mageflow._store.keys import F
+from mageflow.engine import DispatchRequest, DispatchResult
 
 from tests.chaos._valkey import ValkeyProcess
 from tests.chaos.chaos_app import ChaosApp, Work
@@ -194,7 +198,7 @@ class Harness:
         self.figures = Figures()
         self.expect: list[Expectation] = []
         self._terminal: set[str] = set()
-        once_dir = tempfile.mkdtemp(prefix="mageflow-chaos-once-")
+        once_dir = self.once_dir = tempfile.mkdtemp(prefix="mageflow-chaos-once-")
         env = {
             "REDIS_URL": valkey.url,
             "CHAOS_OBSERVER_URL": observer_url,
@@ -244,6 +248,40 @@ class Harness:
         outcome = "done" if fail_times <= 2 else "failed"
         self.expect.append(Expectation(sig.key, outcome, ok.key, err.key))
         return sig.key
+
+    async def lost_root(self) -> str:
+        """A root whose first send never reaches the engine: only the reconciler runs it.
+
+        Its dispatch times out before the engine hears of it (MageFlow keeps
+        the claim, with no run id, and says the run is queued for retry), so a
+        worker's reconciler must re-send it.
+        """
+        ok = await mageflow.asign(self.step, tag="ok")
+        err = await mageflow.asign(self.step, tag="err")
+        sig = await mageflow.asign(self.work, success_callbacks=[ok], error_callbacks=[err])
+        manager = self.mf.runtime.manager
+        assert manager is not None
+        real = manager.dispatch
+
+        async def lost(request: DispatchRequest) -> DispatchResult:
+            if request.signature_key == sig.key:
+                raise TimeoutError("chaos: the dispatch never reached the engine")
+            return await real(request)
+
+        manager.dispatch = lost  # type: ignore[method-assign]
+        try:
+            await sig.aio_run_no_wait(Work(tag="lost-root"))
+        except DispatchPendingError:
+            pass
+        finally:
+            del manager.dispatch
+        self.expect.append(Expectation(sig.key, "done", ok.key, err.key))
+        return sig.key
+
+    def crashed_at(self, point: str) -> bool:
+        """Whether crash point ``point`` killed a worker (``crash_once_per="point"``)."""
+        digest = hashlib.sha1(f"{point}|".encode()).hexdigest()
+        return (Path(self.once_dir) / digest).exists()
 
     async def chain(self, steps: int = 3) -> str:
         members = [await mageflow.asign(self.step, tag=f"s{i}") for i in range(steps)]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from thirdmagic.errors import MageflowError
 from thirdmagic.outcome import ErrorDetails
 
+from mageflow._crash import crash_point
 from mageflow._store.codec import KIND
 from mageflow._store.redis_store import DueItem
 from mageflow.engine import RunState, RunStatusRequest
@@ -216,6 +217,7 @@ async def _apply(
         elif settled.code == "ok":
             report.failed += 1
             log.warning("reconciler: %s failed: %s", item.key, lost.reason)
+            crash_point("reconcile:settled", item.key)
             await runtime.dispatch_outbox(settled.outbox)
         else:
             report.stale += 1
@@ -238,6 +240,7 @@ async def _apply(
                 decision.reason,
             )
             report.resent += 1
+            crash_point("reconcile:settled", item.key)
             await runtime.resend(item.entry, item.options)
             return
         if settled.code == "wait":
@@ -276,6 +279,7 @@ async def _apply(
     else:
         report.failed += 1
         log.warning("reconciler: %s failed: %s", item.key, decision.reason)
+    crash_point("reconcile:settled", item.key)
     await runtime.dispatch_outbox(settled.outbox)
 
 
