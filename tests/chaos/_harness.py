@@ -68,13 +68,17 @@ class Figures:
     wrong: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     needs_reconciler: list[str] = field(default_factory=list)
+    unrecorded_failures: list[str] = field(default_factory=list)
+    """roots that succeeded on one more attempt than their failures allow,
+    because a body failure died with its worker before MageFlow recorded it"""
 
     def line(self) -> str:
         return (
             f"signatures={self.signatures} kills={self.kills} "
             f"redis_restarts={self.redis_restarts} redis_pauses={self.redis_pauses} "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} wrong={len(self.wrong)} "
-            f"stuck={len(self.stuck)} needs_reconciler={len(self.needs_reconciler)}"
+            f"stuck={len(self.stuck)} needs_reconciler={len(self.needs_reconciler)} "
+            f"unrecorded_failures={len(self.unrecorded_failures)}"
         )
 
     @property
@@ -398,6 +402,18 @@ class Harness:
             failed += 1
         return failed > 0, f"{failed} run(s) failed in the engine"
 
+    async def failure_counts(self, key: str) -> tuple[int, int]:
+        """Failures the body raised (the observer's count) and MageFlow recorded (FINISH)."""
+        raised = int(await self.app.observer.get(f"{self.prefix}fails:{key}") or 0)
+        store = self.mf.runtime.store
+        recorded = int(await store.client.hget(store.keys.sig(key), F.failures) or 0)
+        return raised, recorded
+
+    async def failure_died_with_worker(self, key: str) -> bool:
+        """Whether a body failure died with a killed worker before FINISH recorded it."""
+        raised, recorded = await self.failure_counts(key)
+        return self.figures.kills > 0 and raised > recorded
+
     async def ran(self, key: str) -> set[str]:
         return set(await self.app.observer.smembers(f"{self.prefix}ran:{key}"))
 
@@ -449,6 +465,19 @@ class Harness:
                             await never(e.ok_callback, "callback")
                     else:
                         fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}: {why}")
+                elif s == "done" and await self.failure_died_with_worker(e.key):
+                    # a body failure whose worker was killed before FINISH
+                    # recorded it: a lost worker spends no retry, so the root
+                    # had one more attempt, which succeeded
+                    raised, recorded = await self.failure_counts(e.key)
+                    fig.unrecorded_failures.append(
+                        f"{e.key} is done: the body raised {raised} failure(s), "
+                        f"MageFlow recorded {recorded}"
+                    )
+                    if e.ok_callback:
+                        await once(e.ok_callback, "callback")
+                    if e.err_callback:
+                        await never(e.err_callback, "callback")
                 else:
                     fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
                 continue
@@ -491,4 +520,5 @@ def details(fig: Figures) -> dict[str, Any]:
         "wrong": fig.wrong[:10],
         "stuck": fig.stuck[:10],
         "needs_reconciler": fig.needs_reconciler[:10],
+        "unrecorded_failures": fig.unrecorded_failures[:10],
     }

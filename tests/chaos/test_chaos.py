@@ -150,6 +150,7 @@ async def _random_kills_long(args: Args) -> None:
             fig,
             extra=f"wall={time.monotonic() - started:.0f}s load={load}",
         )
+        print(details(fig))
         assert fig.ok, f"{line}\n{details(fig)}"
 
 
