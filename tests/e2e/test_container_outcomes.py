@@ -61,8 +61,13 @@ async def test_swarm_result_progress_and_cancel(capp: ContainerApp, tag: str) ->
         loaded = await mageflow.load_signature(m.key)
         assert loaded is not None and loaded.status == SignatureStatus.CANCELED
 
-    async def engine_runs_cancelled() -> bool:
-        runs = [r for m in slow for r in await runs_for(capp, m.key)]
-        return len(runs) == 2 and all(str(r.status).endswith("CANCELLED") for r in runs)
+    seen: list[tuple[str, str]] = []
 
-    await wait_until(engine_runs_cancelled, timeout=60, message="member runs cancelled")
+    async def engine_runs_cancelled() -> bool:
+        seen[:] = [(m.key, str(r.status)) for m in slow for r in await runs_for(capp, m.key)]
+        return len(seen) == 2 and all(status.endswith("CANCELLED") for _, status in seen)
+
+    try:
+        await wait_until(engine_runs_cancelled, timeout=60, message="member runs cancelled")
+    except TimeoutError as exc:
+        raise AssertionError(f"member runs in the engine: {seen}") from exc

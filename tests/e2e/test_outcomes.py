@@ -12,10 +12,10 @@ from mageflow import (
     SignatureFailedError,
     SignatureStatus,
 )
+from mageflow.engine import DISPATCH_ID_META, SIGNATURE_KEY_META
 
-from tests.e2e._worker import wait_until
 from tests.e2e.mf_app import App, Echo, Order, Sleep
-from tests.e2e.test_signatures import runs_for, status_of, wait_records
+from tests.e2e.test_signatures import status_of, wait_records, wait_runs_cancelled
 
 pytestmark = pytest.mark.e2e
 
@@ -51,14 +51,29 @@ async def test_cancel_a_running_task_cancels_the_hatchet_run(app: App, tag: str)
     with pytest.raises(SignatureCanceledError):
         await waiter
 
-    async def cancelled() -> bool:
-        runs = await runs_for(app, sig.key)
-        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
-
-    await wait_until(cancelled, timeout=60, message="hatchet run cancelled")
+    await wait_runs_cancelled(app, sig.key, "hatchet run cancelled")
     assert await app.records("e2e-sleep-end", tag) == []
     assert await status_of(ok.key) == SignatureStatus.PENDING
     assert await status_of(bad.key) == SignatureStatus.PENDING  # default: no error callbacks
+
+
+async def test_a_run_arriving_for_a_cancelled_signature_skips_and_reads_cancelled(
+    app: App, tag: str
+) -> None:
+    # The window this covers: a cancel that came before the dispatching worker
+    # stored its run's engine id (run ids are recorded lazily), so the cancel
+    # could not stop the queued run and the run still arrives.
+    sig = await mageflow.asign("e2e-sleep")
+    await mageflow.cancel(sig.key)
+    await app.mf.runs.aio_create(
+        "e2e-sleep",
+        Sleep(seconds=45, tag=tag).model_dump(),
+        additional_metadata={SIGNATURE_KEY_META: sig.key, DISPATCH_ID_META: "late"},
+    )
+
+    await wait_runs_cancelled(app, sig.key, "the late run reads CANCELLED")
+    assert await app.records("e2e-sleep-start", tag) == []
+    assert await status_of(sig.key) == SignatureStatus.CANCELED
 
 
 async def test_retry_a_canceled_signature_runs_its_stored_input(app: App, tag: str) -> None:
@@ -135,11 +150,7 @@ async def test_cli_cancels_and_retries_through_the_engine(
     assert code == 0, err
     assert out.strip() == f"{sig.key}: canceled"
 
-    async def cancelled() -> bool:
-        runs = await runs_for(app, sig.key)
-        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
-
-    await wait_until(cancelled, timeout=60, message="hatchet run cancelled by the CLI")
+    await wait_runs_cancelled(app, sig.key, "hatchet run cancelled by the CLI")
     code, out, err = await _cli("retry", sig.key, *common)
     assert code == 0, err
     await wait_records(app, "e2e-sleep-start", tag, n=2)  # dispatched again by the CLI

@@ -52,6 +52,16 @@ async def runs_for(app: App, key: str) -> list[Any]:
     return list(listed.rows or [])
 
 
+async def wait_runs_cancelled(app: App, key: str, message: str = "hatchet run cancelled") -> None:
+    """Wait until every engine run of signature ``key`` reads CANCELLED."""
+
+    async def cancelled() -> bool:
+        runs = await runs_for(app, key)
+        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
+
+    await wait_until(cancelled, timeout=60, message=message)
+
+
 async def test_sign_by_name_object_and_client(app: App, tag: str) -> None:
     by_name = await mageflow.asign("e2e-charge")
     by_object = await mageflow.sign(app.tasks["charge"])
@@ -206,11 +216,7 @@ async def test_interrupt_running_task_then_resume(app: App, tag: str) -> None:
     await sig.interrupt()
     assert await status_of(sig.key) == SignatureStatus.INTERRUPTED
 
-    async def cancelled() -> bool:
-        runs = await runs_for(app, sig.key)
-        return bool(runs) and all(str(r.status).endswith("CANCELLED") for r in runs)
-
-    await wait_until(cancelled, timeout=60, message="hatchet run cancelled")
+    await wait_runs_cancelled(app, sig.key, "hatchet run cancelled")
     assert await app.records("e2e-sleep-end", tag) == []
     assert await status_of(ok.key) == SignatureStatus.PENDING
 

@@ -83,7 +83,7 @@ async def test_nothing_pending_after_flows_complete(
     )
     await swarm.aio_run_no_wait(Item(n=2))
     await engine.wait_idle()
-    assert seen["work"] == [1, 2, 2, 2]
+    assert sorted(seen["work"]) == [1, 2, 2, 2]  # the engine runs them concurrently
     assert await pending(runtime) == []
     assert await runtime.recover(older_than=NOW) == 0
 

@@ -309,6 +309,8 @@ class RunOutcome:
 
     ``ran`` is False when core decided the body must not run (``reason``:
     ``missing``, ``stale``, ``duplicate``, ``finished``, ``parked``, ``drained``,
+    a signature status such as ``canceled`` (an adapter should then cancel the
+    run in its engine, so the engine does not read it as a completed run),
     ``store-unavailable``: the store could not be reached within
     ``MageflowConfig.store_retry_window`` and the run is left to the reconciler);
     otherwise ``result`` is what the body returned. A failed body raises out of

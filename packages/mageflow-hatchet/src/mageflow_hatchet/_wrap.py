@@ -21,6 +21,7 @@ from mageflow.engine import DISPATCH_ID_META, SIGNATURE_KEY_META, TASK_META, Run
 from pydantic import BaseModel
 from thirdmagic.errors import ConfigurationError
 from thirdmagic.params import AcceptParams
+from thirdmagic.status import SignatureStatus
 
 from mageflow_hatchet._errors import ExecutionTimeoutError, to_hatchet_signal
 
@@ -209,9 +210,28 @@ def make_wrapper(
                 deadline=started + budget,
             )
         )
+        if not outcome.ran and outcome.reason == SignatureStatus.CANCELED.value:
+            await _cancel_own_run(ctx, key)
         return _output(outcome.result) if outcome.ran else None
 
     mageflow_task.__name__ = getattr(fn, "__name__", "mageflow_task")
     mageflow_task.__qualname__ = getattr(fn, "__qualname__", mageflow_task.__name__)
     mageflow_task.__doc__ = fn.__doc__
     return mageflow_task
+
+
+async def _cancel_own_run(ctx: Context, key: str) -> None:
+    # A run that reaches a worker after its signature was cancelled skips its
+    # body. Its run id may not have been stored yet when the cancel came (run
+    # ids are recorded lazily), so the cancel could not stop it in the engine;
+    # cancelling it here makes the engine agree with MageFlow (the run reads
+    # CANCELLED, not COMPLETED) and sends no output.
+    try:
+        await ctx.aio_cancel()
+    except Exception:  # the body was skipped all the same; only the engine's label is off
+        log.warning(
+            "run %s of cancelled signature %s could not cancel itself",
+            ctx.workflow_run_id,
+            key,
+            exc_info=True,
+        )

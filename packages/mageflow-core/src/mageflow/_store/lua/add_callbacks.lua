@@ -51,9 +51,5 @@ end
 if sc then redis.call('HSET', sig_key, F.callbacks_ok, sc) end
 if ec then redis.call('HSET', sig_key, F.callbacks_err, ec) end
 redis.call('PEXPIRE', sig_key, active_ttl)
-local sp = prefix .. K.sig
-for i = KEYS_REST, #KEYS do
-  redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
-  not_root(prefix, string.sub(KEYS[i], #sp + 1))
-end
+adopt(prefix, KEYS_REST, active_ttl)
 return {R.ok}

@@ -53,9 +53,5 @@ if cnt > 0 then
     redis.call('PEXPIRE', z, active_ttl)
   end
 end
-local sp = prefix .. K.sig
-for i = KEYS_REST, #KEYS do
-  redis.call('PEXPIRE', KEYS[i], active_ttl, 'GT')
-  not_root(prefix, string.sub(KEYS[i], #sp + 1))
-end
+adopt(prefix, KEYS_REST, active_ttl)
 return {R.ok}

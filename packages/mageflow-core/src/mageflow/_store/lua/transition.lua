@@ -43,15 +43,9 @@ end
 -- skipped, their own callbacks and a container callback's members wait again,
 -- and each callback counts this parent as holding it once more.
 local function unskip()
-  local sp, xp = pfx .. K.sig, pfx .. K.swarm
+  local sp = pfx .. K.sig
   local todo = {}
-  local function push(full, field, counted)
-    local raw = redis.call('HGET', full, field)
-    if raw and raw ~= '[]' and raw ~= '{}' then
-      for _, k in ipairs(cjson.decode(raw)) do table.insert(todo, {k, counted}) end
-    end
-  end
-  push(sig_key, F.callbacks_ok, true)
+  for _, k in ipairs(list_field(sig_key, F.callbacks_ok)) do table.insert(todo, {k, true}) end
   local n = 0
   while #todo > 0 and n < 10000 do
     n = n + 1
@@ -65,14 +59,7 @@ local function unskip()
         redis.call('HSET', cf, F.status, back, F.last_status, f[1])
         track(pfx, cf, f[1], back, active_ttl)
         redis.call('PEXPIRE', cf, active_ttl)
-        push(cf, F.callbacks_ok, true)
-        push(cf, F.callbacks_err, true)
-        if f[2] == KIND.chain then push(cf, F.chain_tasks, false)
-        elseif f[2] == KIND.swarm then
-          for _, k in ipairs(redis.call('LRANGE', xp .. item[1] .. K.members, 0, -1)) do
-            table.insert(todo, {k, false})
-          end
-        end
+        reached(todo, pfx, item[1], f[2])
       end
     end
   end

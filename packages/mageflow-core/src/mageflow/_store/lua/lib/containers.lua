@@ -38,11 +38,6 @@ local function claim(mk, how, v, pkw, er)
 end
 -- callback keys that were no longer stored when their parent settled
 local MISSING = {}
-local function list_field(full, field)
-  local raw = redis.call('HGET', full, field)
-  if not raw or raw == '[]' or raw == '{}' then return {} end
-  return cjson.decode(raw)
-end
 local function claim_cbs(full, field, v, how, out, er)
   local gone = {}
   for _, ck in ipairs(list_field(full, field)) do
@@ -81,17 +76,7 @@ local function skip_all(todo)
         redis.call('HSET', cf, F.status, skipped_to, F.last_status, s)
         track(prefix, cf, s, skipped_to, done_ttl)
         redis.call('PEXPIRE', cf, done_ttl)
-        for _, f in ipairs({F.callbacks_ok, F.callbacks_err}) do
-          for _, k in ipairs(list_field(cf, f)) do table.insert(todo, {k, true}) end
-        end
-        local kind = redis.call('HGET', cf, F.kind)
-        if kind == KIND.chain then
-          for _, k in ipairs(list_field(cf, F.chain_tasks)) do table.insert(todo, {k, false}) end
-        elseif kind == KIND.swarm then
-          for _, k in ipairs(redis.call('LRANGE', XP .. ck .. K.members, 0, -1)) do
-            table.insert(todo, {k, false})
-          end
-        end
+        reached(todo, prefix, ck, redis.call('HGET', cf, F.kind))
       end
     end
   end

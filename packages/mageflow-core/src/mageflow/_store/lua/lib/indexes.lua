@@ -25,6 +25,36 @@ end
 local function not_root(pfx, mk)
   redis.call('ZREM', pfx .. K.roots, mk)
 end
+-- KEYS[from..] (callbacks, members) are now referred to by another
+-- signature: they live at least as long as it and are no roots of their own
+local function adopt(pfx, from, ttl)
+  local sp = pfx .. K.sig
+  for i = from, #KEYS do
+    redis.call('PEXPIRE', KEYS[i], ttl, 'GT')
+    not_root(pfx, string.sub(KEYS[i], #sp + 1))
+  end
+end
+local function list_field(full, field)
+  local raw = redis.call('HGET', full, field)
+  if not raw or raw == '[]' or raw == '{}' then return {} end
+  return cjson.decode(raw)
+end
+-- What a skip (or the retry that undoes it) reaches from signature `sk`:
+-- its callbacks ({key, true}: each counts `sk` in its refs) and a
+-- container's steps or members ({key, false}), pushed onto `todo`.
+local function reached(todo, pfx, sk, kind)
+  local full = pfx .. K.sig .. sk
+  for _, f in ipairs({F.callbacks_ok, F.callbacks_err}) do
+    for _, k in ipairs(list_field(full, f)) do table.insert(todo, {k, true}) end
+  end
+  if kind == KIND.chain then
+    for _, k in ipairs(list_field(full, F.chain_tasks)) do table.insert(todo, {k, false}) end
+  elseif kind == KIND.swarm then
+    for _, k in ipairs(redis.call('LRANGE', pfx .. K.swarm .. sk .. K.members, 0, -1)) do
+      table.insert(todo, {k, false})
+    end
+  end
+end
 -- a signature about to be deleted leaves every index it is listed in
 local function unindex(pfx, k)
   local sk = string.sub(k, #pfx + #K.sig + 1)
