@@ -135,6 +135,7 @@ class R:
     busy: Final = "busy"
     retry: Final = "retry"
     exhausted: Final = "exhausted"
+    wait: Final = "wait"
     noretry: Final = "noretry"
     # skip reasons
     duplicate: Final = "duplicate"
