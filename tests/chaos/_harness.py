@@ -22,6 +22,7 @@ on and completed is ``wrong``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import tempfile
@@ -30,11 +31,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mageflow
 from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from mageflow import DispatchPendingError
 from mageflow._store.keys import F
+from mageflow.engine import DispatchRequest, DispatchResult
 
 from tests.chaos._valkey import ValkeyProcess
 from tests.chaos.chaos_app import ChaosApp, Work
@@ -64,13 +68,17 @@ class Figures:
     wrong: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     needs_reconciler: list[str] = field(default_factory=list)
+    unrecorded_failures: list[str] = field(default_factory=list)
+    """roots that succeeded on one more attempt than their failures allow,
+    because a body failure died with its worker before MageFlow recorded it"""
 
     def line(self) -> str:
         return (
             f"signatures={self.signatures} kills={self.kills} "
             f"redis_restarts={self.redis_restarts} redis_pauses={self.redis_pauses} "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} wrong={len(self.wrong)} "
-            f"stuck={len(self.stuck)} needs_reconciler={len(self.needs_reconciler)}"
+            f"stuck={len(self.stuck)} needs_reconciler={len(self.needs_reconciler)} "
+            f"unrecorded_failures={len(self.unrecorded_failures)}"
         )
 
     @property
@@ -195,7 +203,7 @@ class Harness:
         self.expect: list[Expectation] = []
         self._terminal: set[str] = set()
         self.swarms = 0
-        once_dir = tempfile.mkdtemp(prefix="mageflow-chaos-once-")
+        once_dir = self.once_dir = tempfile.mkdtemp(prefix="mageflow-chaos-once-")
         env = {
             "REDIS_URL": valkey.url,
             "CHAOS_OBSERVER_URL": observer_url,
@@ -245,6 +253,40 @@ class Harness:
         outcome = "done" if fail_times <= 2 else "failed"
         self.expect.append(Expectation(sig.key, outcome, ok.key, err.key))
         return sig.key
+
+    async def lost_root(self) -> str:
+        """A root whose first send never reaches the engine: only the reconciler runs it.
+
+        Its dispatch times out before the engine hears of it (MageFlow keeps
+        the claim, with no run id, and says the run is queued for retry), so a
+        worker's reconciler must re-send it.
+        """
+        ok = await mageflow.asign(self.step, tag="ok")
+        err = await mageflow.asign(self.step, tag="err")
+        sig = await mageflow.asign(self.work, success_callbacks=[ok], error_callbacks=[err])
+        manager = self.mf.runtime.manager
+        assert manager is not None
+        real = manager.dispatch
+
+        async def lost(request: DispatchRequest) -> DispatchResult:
+            if request.signature_key == sig.key:
+                raise TimeoutError("chaos: the dispatch never reached the engine")
+            return await real(request)
+
+        manager.dispatch = lost  # type: ignore[method-assign]
+        try:
+            await sig.aio_run_no_wait(Work(tag="lost-root"))
+        except DispatchPendingError:
+            pass
+        finally:
+            del manager.dispatch
+        self.expect.append(Expectation(sig.key, "done", ok.key, err.key))
+        return sig.key
+
+    def crashed_at(self, point: str) -> bool:
+        """Whether crash point ``point`` killed a worker (``crash_once_per="point"``)."""
+        digest = hashlib.sha1(f"{point}|".encode()).hexdigest()
+        return (Path(self.once_dir) / digest).exists()
 
     async def chain(self, steps: int = 3) -> str:
         members = [await mageflow.asign(self.step, tag=f"s{i}") for i in range(steps)]
@@ -372,6 +414,18 @@ class Harness:
             failed += 1
         return failed > 0, f"{failed} run(s) failed in the engine"
 
+    async def failure_counts(self, key: str) -> tuple[int, int]:
+        """Failures the body raised (the observer's count) and MageFlow recorded (FINISH)."""
+        raised = int(await self.app.observer.get(f"{self.prefix}fails:{key}") or 0)
+        store = self.mf.runtime.store
+        recorded = int(await store.client.hget(store.keys.sig(key), F.failures) or 0)
+        return raised, recorded
+
+    async def failure_died_with_worker(self, key: str) -> bool:
+        """Whether a body failure died with a killed worker before FINISH recorded it."""
+        raised, recorded = await self.failure_counts(key)
+        return self.figures.kills > 0 and raised > recorded
+
     async def ran(self, key: str) -> set[str]:
         return set(await self.app.observer.smembers(f"{self.prefix}ran:{key}"))
 
@@ -423,6 +477,19 @@ class Harness:
                             await never(e.ok_callback, "callback")
                     else:
                         fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}: {why}")
+                elif s == "done" and await self.failure_died_with_worker(e.key):
+                    # a body failure whose worker was killed before FINISH
+                    # recorded it: a lost worker spends no retry, so the root
+                    # had one more attempt, which succeeded
+                    raised, recorded = await self.failure_counts(e.key)
+                    fig.unrecorded_failures.append(
+                        f"{e.key} is done: the body raised {raised} failure(s), "
+                        f"MageFlow recorded {recorded}"
+                    )
+                    if e.ok_callback:
+                        await once(e.ok_callback, "callback")
+                    if e.err_callback:
+                        await never(e.err_callback, "callback")
                 else:
                     fig.wrong.append(f"{e.key} is {s}, expected {e.outcome}")
                 continue
@@ -465,4 +532,5 @@ def details(fig: Figures) -> dict[str, Any]:
         "wrong": fig.wrong[:10],
         "stuck": fig.stuck[:10],
         "needs_reconciler": fig.needs_reconciler[:10],
+        "unrecorded_failures": fig.unrecorded_failures[:10],
     }

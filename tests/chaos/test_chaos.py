@@ -80,7 +80,14 @@ async def _is(h: Harness, key: str, n: int) -> bool:
     return int(await h.app.observer.get(key) or 0) == n
 
 
-POINTS = ("begin:before", "begin:after", "finish:before", "finish:after", "dispatch:after")
+POINTS = (
+    "begin:before",
+    "begin:after",
+    "finish:before",
+    "finish:after",
+    "dispatch:after",
+    "reconcile:settled",
+)
 
 
 async def _crash_points(args: Args, suffix: str) -> None:
@@ -92,12 +99,20 @@ async def _crash_points(args: Args, suffix: str) -> None:
     else:
         crash, per, n = ",".join(POINTS), "point", 3
     async with Harness(*args, crash=crash, crash_once_per=per, suffix=suffix) as h:
+        # roots whose first send is lost: the reconciler re-sends them, and
+        # "reconcile:settled" kills it after it recorded the re-send and
+        # before it sent it; the next sweep (another worker, or the restarted
+        # one) sends it again, and it runs once
+        for _ in range(4 if long_run() else 1):
+            await h.lost_root()
         await h.mixed(n)
         await h.settle(timeout=1500 if long_run() else 500)
         await verdict(
             "crash-points-long" if long_run() else "crash-points", h, reconciler_allowed=True
         )
         assert h.figures.kills > 0
+        if not long_run():
+            assert h.crashed_at("reconcile:settled")
 
 
 async def _random_kills(args: Args, suffix: str) -> None:
@@ -135,6 +150,7 @@ async def _random_kills_long(args: Args) -> None:
             fig,
             extra=f"wall={time.monotonic() - started:.0f}s load={load}",
         )
+        print(details(fig))
         assert fig.ok, f"{line}\n{details(fig)}"
 
 

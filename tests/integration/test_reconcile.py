@@ -17,6 +17,7 @@ import pytest
 from mageflow import (
     DispatchPendingError,
     DispatchRefusedError,
+    MageflowConfig,
     MageflowRuntime,
     MageflowValidationError,
     SwarmConfig,
@@ -25,6 +26,7 @@ from mageflow.engine import (
     CancelRequest,
     DispatchRequest,
     DispatchResult,
+    RunState,
     RunStatusRequest,
     RunStatusResult,
 )
@@ -34,6 +36,8 @@ from pydantic import BaseModel
 from tests.integration._helpers import Raw
 
 NOW = timedelta(0)
+WINDOW = timedelta(milliseconds=400)
+"""``reconcile_unknown_window`` here: how long a run the engine named may read unknown"""
 
 
 class Item(BaseModel):
@@ -48,6 +52,8 @@ class Engine(InMemoryTaskManager):
         self.lose_next = 0
         self.status_calls = 0
         self.unreachable = False
+        self.lagging: set[str] = set()
+        """runs its status query does not know yet, as a lagging read side"""
 
     async def dispatch(self, request: DispatchRequest) -> DispatchResult:
         if self.lose_next > 0:
@@ -59,7 +65,19 @@ class Engine(InMemoryTaskManager):
         self.status_calls += 1
         if self.unreachable:
             raise ConnectionError("engine down")
-        return await super().run_status(request)
+        result = await super().run_status(request)
+        late = {r: RunState.UNKNOWN for r in request.run_ids if r in self.lagging}
+        return RunStatusResult(states={**result.states, **late})
+
+
+@pytest.fixture
+def config(key_prefix: str) -> MageflowConfig:
+    return MageflowConfig(
+        key_prefix=key_prefix,
+        lock_wait=timedelta(milliseconds=500),
+        lock_poll_interval=timedelta(milliseconds=10),
+        reconcile_unknown_window=WINDOW,
+    )
 
 
 @pytest.fixture
@@ -233,6 +251,11 @@ async def test_claim_the_engine_never_knows_fails_after_max_resends(
     for rid in [r for r, rec in engine.runs.items() if rec.signature_key == key]:
         engine.forget(rid)
     engine.hold = False
+    # the engine named runs it does not know: its read side may lag, so the
+    # last re-send is not given up on before the window has passed
+    report = await runtime.reconcile(NOW)
+    assert (report.left, report.resent, report.failed) == (1, 0, 0)
+    await asyncio.sleep(WINDOW.total_seconds())
     report = await runtime.reconcile(NOW)
     assert (report.resent, report.failed) == (0, 1)
     await engine.wait_idle()
@@ -361,26 +384,100 @@ async def test_begun_run_ended_in_the_engine_fails_once(
     assert (await runtime.reconcile(NOW)).examined == 0
 
 
-async def test_begun_run_the_engine_does_not_know_fails_after_bounded_looks(
+async def test_begun_run_the_engine_does_not_know_fails_after_the_window(
     runtime: MageflowRuntime, engine: Engine, raw: Raw
 ) -> None:
     seen = register(engine)
     key, run_id = await begun_run(engine, raw, seen)
     engine.forget(run_id)
-    limit = runtime.config.reconcile_max_resends
-    for _ in range(limit):
-        # an engine may lag behind a run it just started: look again, no re-send
+    # an engine may lag behind a run it just started: however many looks fit
+    # in the window (more than reconcile_max_resends), none re-sends or fails
+    looks = runtime.config.reconcile_max_resends + 3
+    for _ in range(looks):
         report = await runtime.reconcile(NOW)
         assert (report.left, report.failed, report.resent) == (1, 0, 0)
         assert await raw.status(key) == "active"
+    await asyncio.sleep(WINDOW.total_seconds())
     report = await runtime.reconcile(NOW)
     assert report.failed == 1
     await engine.wait_idle()
     assert await raw.status(key) == "failed"
-    assert "the engine does not know it" in await error_of(raw, key)
-    assert "not re-sent" in await error_of(raw, key)
+    error = await error_of(raw, key)
+    assert "the engine does not know it" in error and "reconcile_unknown_window" in error
+    assert "not re-sent" in error
     assert len(seen.calls["on_error"]) == 1
     assert seen.calls["block"] == [2]
+    assert await indexes(runtime) == (0, 0)
+
+
+async def test_begun_run_the_engine_reads_late_completes_once(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw
+) -> None:
+    """The long chaos run's lost callback: a run that began reads unknown for a
+    while (Hatchet's REST lags), then running; it must finish, not fail."""
+    seen = register(engine)
+    on_ok = await mageflow.asign("on_ok")
+    sig = await mageflow.asign("block", success_callbacks=[on_ok])
+    await sig.aio_run_no_wait(Item(n=4))
+    for _ in range(200):
+        if await raw.status(sig.key) == "active":
+            break
+        await asyncio.sleep(0.01)
+    (run_id,) = [r for r, rec in engine.runs.items() if rec.signature_key == sig.key]
+    engine.lagging.add(run_id)
+    for _ in range(runtime.config.reconcile_max_resends + 3):
+        report = await runtime.reconcile(NOW)
+        assert (report.left, report.failed, report.resent) == (1, 0, 0)
+    assert "ud" in await raw.hash(sig.key)
+    # the read side catches up: the doubt ends, and its clock with it
+    engine.lagging.clear()
+    assert (await runtime.reconcile(NOW)).left == 1
+    assert "ud" not in await raw.hash(sig.key)
+    # unknown again later: a new doubt with a whole window of its own
+    engine.lagging.add(run_id)
+    await asyncio.sleep(WINDOW.total_seconds())
+    assert (await runtime.reconcile(NOW)).left == 1
+    engine.lagging.clear()
+    seen.gate.set()
+    await engine.wait_idle()
+    assert await raw.status(sig.key) == "done"
+    assert seen.calls["block"] == [4]
+    assert len(seen.calls["on_ok"]) == 1
+    assert await indexes(runtime) == (0, 0)
+
+
+async def test_doubt_settled_by_reconcilers_at_once_fails_once(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw
+) -> None:
+    seen = register(engine)
+    key, run_id = await begun_run(engine, raw, seen)
+    engine.forget(run_id)
+    assert (await runtime.reconcile(NOW)).left == 1
+    await asyncio.sleep(WINDOW.total_seconds())
+    reports = await asyncio.gather(*(runtime.reconcile(NOW) for _ in range(4)))
+    assert sum(r.failed for r in reports) == 1
+    await engine.wait_idle()
+    assert await raw.status(key) == "failed"
+    assert len(seen.calls["on_error"]) == 1
+
+
+async def test_claim_whose_run_reads_late_is_not_given_up_on_within_the_window(
+    runtime: MageflowRuntime, engine: Engine, raw: Raw
+) -> None:
+    seen = register(engine)
+    key, _ = await held_claim(engine)
+    limit = runtime.config.reconcile_max_resends
+    for _ in range(limit + 3):
+        engine.lagging |= {r for r, rec in engine.runs.items() if rec.signature_key == key}
+        report = await runtime.reconcile(NOW)
+        assert report.failed == 0
+    assert await raw.status(key) == "pending"
+    # the runs were there all along: one of them runs it, the others skip
+    engine.lagging.clear()
+    engine.release()
+    await engine.wait_idle()
+    assert await raw.status(key) == "done"
+    assert seen.calls["work"] == [1]
     assert await indexes(runtime) == (0, 0)
 
 

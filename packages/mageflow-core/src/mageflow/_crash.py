@@ -8,7 +8,9 @@ suite (``tests/chaos``, see docs/testing.md) and is not a user feature.
     Comma-separated ``point`` or ``point:probability`` (default 1.0). Points:
     ``begin:before``, ``begin:after``, ``finish:before``, ``finish:after``
     (the outcome is recorded, its dispatches are not sent yet),
-    ``dispatch:after``.
+    ``dispatch:after``, ``reconcile:settled`` (a reconciler recorded a
+    re-send, failure or cancel; the re-send or the error callbacks are not
+    sent yet).
 ``MAGEFLOW_TEST_CRASH_ONCE_DIR``
     When set, each point kills at most once per signature: a marker file in
     this directory remembers it, so the run's redelivery gets past the point.
@@ -30,7 +32,14 @@ from pathlib import Path
 
 __all__ = ["POINTS", "crash_point"]
 
-POINTS = ("begin:before", "begin:after", "finish:before", "finish:after", "dispatch:after")
+POINTS = (
+    "begin:before",
+    "begin:after",
+    "finish:before",
+    "finish:after",
+    "dispatch:after",
+    "reconcile:settled",
+)
 
 
 def _parse(raw: str | None) -> dict[str, float] | None:

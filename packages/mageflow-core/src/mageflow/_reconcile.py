@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thirdmagic.errors import MageflowError
 from thirdmagic.outcome import ErrorDetails
 
+from mageflow._crash import crash_point
 from mageflow._store.codec import KIND
 from mageflow._store.redis_store import DueItem
 from mageflow.engine import RunState, RunStatusRequest
@@ -38,7 +40,9 @@ class Action(StrEnum):
     FAIL = "fail"
     CANCEL = "cancel"
     DOUBT = "doubt"
-    """a begun run the engine does not know: look again (bounded), then fail"""
+    """a run the engine named but does not know: its read side may lag, so a
+    begun run is left for ``reconcile_unknown_window``, then fails; a claim
+    is re-sent (bounded) and given up on only after that window too"""
     RESTART = "restart"
     """a claimed chain or swarm: start it again (idempotent), no engine run of its own"""
 
@@ -86,6 +90,8 @@ def decide(item: DueItem, state: RunState | None) -> Decision:
             return Decision(Action.RESEND, "its dispatch never reached the engine")
         if state is None or state in _QUIET:
             return Decision(Action.LEAVE)
+        if state is RunState.UNKNOWN:
+            return Decision(Action.DOUBT, f"run {run} is unknown to the engine")
         if item.status != "pending":
             # suspended/interrupted: the run must arrive to be parked or kept
             return Decision(Action.RESEND, f"run {run} is {state} in the engine")
@@ -118,8 +124,9 @@ def decide(item: DueItem, state: RunState | None) -> Decision:
             Action.FAIL, f"run {run} completed in the engine but its outcome never reached MageFlow"
         )
     # A begun run is never re-sent: its body may have run already. An engine
-    # may not list a run it just started (Hatchet's REST lags), so it is asked
-    # again, within the re-send bound, before the signature fails.
+    # may not list a run it just started (Hatchet's REST reads tables written
+    # asynchronously), so the signature fails only when the engine has not
+    # known the run for a whole reconcile_unknown_window.
     return Decision(Action.DOUBT, f"run {run} began but the engine does not know it")
 
 
@@ -140,25 +147,39 @@ async def reconcile(runtime: MageflowRuntime, older_than_ms: int, limit: int) ->
         except Exception as exc:  # an adapter's error of any kind: ask again next sweep
             log.warning("reconciler: the engine could not report run states: %s", exc)
             states = None
-    max_resends = store.config.reconcile_max_resends
     for item in items:
         state = states.get(item.run_id) if states is not None and item.run_id else None
         decision = decide(item, state)
         try:
-            await _apply(runtime, item, decision, max_resends, report)
+            if item.in_doubt and state in _QUIET:
+                # the engine answers for the run after all: its doubt ends
+                await _known(runtime, item)
+            await _apply(runtime, item, decision, report)
         except MageflowError:
             log.exception("reconciler: settling %s (%s) failed", item.key, decision.action)
     return report
+
+
+async def _known(runtime: MageflowRuntime, item: DueItem) -> None:
+    dispatch_id = item.entry.dispatch_id if item.entry is not None else ""
+    await runtime.store.settle(
+        item.key,
+        action="known",
+        dispatch_id=dispatch_id,
+        run_id="" if item.claimed else item.run_id,
+    )
 
 
 async def _apply(
     runtime: MageflowRuntime,
     item: DueItem,
     decision: Decision,
-    max_resends: int,
     report: ReconcileReport,
 ) -> None:
     store = runtime.store
+    config = store.config
+    max_resends = config.reconcile_max_resends
+    window = config.reconcile_unknown_window
     action = decision.action
     if action is Action.LEAVE:
         report.left += 1
@@ -171,37 +192,45 @@ async def _apply(
         return
     dispatch_id = item.entry.dispatch_id if item.entry is not None else ""
     run_id = "" if item.claimed else item.run_id
-    if action is Action.DOUBT:
-        code, _ = await store.settle(
-            item.key, action="resend", run_id=run_id, max_resends=max_resends
+    if action is Action.DOUBT and not item.claimed:
+        lost = Decision(
+            Action.FAIL,
+            f"{decision.reason} (not for {_span(window)}, reconcile_unknown_window); "
+            "it is not re-sent because its body may have run",
         )
-        if code == "ok":
+        settled = await store.settle(
+            item.key,
+            action="doubt",
+            run_id=run_id,
+            error=_error(item, lost),
+            window_ms=_ms(window),
+        )
+        if settled.code == "wait":
             log.warning(
-                "reconciler: %s: %s (look %d of %d)",
+                "reconciler: %s: %s (for %.1f s of %s; looking again)",
                 item.key,
                 decision.reason,
-                item.resends + 1,
-                max_resends + 1,
+                settled.waited_ms / 1000,
+                _span(window),
             )
             report.left += 1
-            return
-        if code != "exhausted":
+        elif settled.code == "ok":
+            report.failed += 1
+            log.warning("reconciler: %s failed: %s", item.key, lost.reason)
+            crash_point("reconcile:settled", item.key)
+            await runtime.dispatch_outbox(settled.outbox)
+        else:
             report.stale += 1
-            return
-        action = Action.FAIL
-        decision = Decision(
-            Action.FAIL,
-            f"{decision.reason} any more (asked {max_resends + 1} times); it is not "
-            "re-sent because its body may have run",
-        )
-    elif action is Action.RESEND:
-        code, _ = await store.settle(
+        return
+    if action in (Action.RESEND, Action.DOUBT):
+        settled = await store.settle(
             item.key,
-            action="resend",
+            action="doubt" if action is Action.DOUBT else "resend",
             dispatch_id=dispatch_id,
             max_resends=max_resends,
+            window_ms=_ms(window),
         )
-        if code == "ok":
+        if settled.code == "ok":
             assert item.entry is not None
             log.warning(
                 "reconciler: re-sending %s (re-send %d of at most %d): %s",
@@ -211,9 +240,21 @@ async def _apply(
                 decision.reason,
             )
             report.resent += 1
+            crash_point("reconcile:settled", item.key)
             await runtime.resend(item.entry, item.options)
             return
-        if code != "exhausted":
+        if settled.code == "wait":
+            log.warning(
+                "reconciler: %s: %s after %d re-send(s) (for %.1f s of %s); not given up on yet",
+                item.key,
+                decision.reason,
+                max_resends,
+                settled.waited_ms / 1000,
+                _span(window),
+            )
+            report.left += 1
+            return
+        if settled.code != "exhausted":
             report.stale += 1
             return
         action = Action.FAIL
@@ -222,16 +263,14 @@ async def _apply(
             f"the engine never ran signature {item.key!r} after {max_resends} re-send(s) "
             f"({decision.reason}); is a MageFlow worker registered for its task?",
         )
-    code, outbox = await store.settle(
+    settled = await store.settle(
         item.key,
         action="cancel" if action is Action.CANCEL else "fail",
         dispatch_id=dispatch_id,
         run_id=run_id,
-        error=ErrorDetails(
-            type=_ERROR_TYPE, message=decision.reason, signature_key=item.key
-        ).model_dump(),
+        error=_error(item, decision),
     )
-    if code != "ok":
+    if settled.code != "ok":
         report.stale += 1
         return
     if action is Action.CANCEL:
@@ -240,4 +279,22 @@ async def _apply(
     else:
         report.failed += 1
         log.warning("reconciler: %s failed: %s", item.key, decision.reason)
-    await runtime.dispatch_outbox(outbox)
+    crash_point("reconcile:settled", item.key)
+    await runtime.dispatch_outbox(settled.outbox)
+
+
+def _error(item: DueItem, decision: Decision) -> dict[str, Any]:
+    """What the store keeps as the failure (or cancel) the reconciler records."""
+    return ErrorDetails(
+        type=_ERROR_TYPE, message=decision.reason, signature_key=item.key
+    ).model_dump()
+
+
+def _ms(span: timedelta) -> int:
+    return max(0, int(span.total_seconds() * 1000))
+
+
+def _span(span: timedelta) -> str:
+    """A window for messages: minutes when long, else seconds."""
+    seconds = span.total_seconds()
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"

@@ -422,15 +422,15 @@ class MageflowRuntime:
             log.warning("could not record the run ids of %d dispatch(es)", len(runs), exc_info=True)
 
     async def _fail_unsent(self, entry: OutboxEntry, exc: BaseException) -> None:
-        code, outbox = await self.store.settle(
+        settled = await self.store.settle(
             entry.key,
             action="fail",
             dispatch_id=entry.dispatch_id,
             error=error_payload(exc, entry.key),
         )
-        if code == "ok":
+        if settled.code == "ok":
             log.warning("signature %s failed before its run was sent: %s", entry.key, exc)
-            await self.dispatch_outbox(outbox)
+            await self.dispatch_outbox(settled.outbox)
 
     # -- locks (_locks) -----------------------------------------------------------------
 

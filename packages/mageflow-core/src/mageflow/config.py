@@ -34,6 +34,14 @@ class MageflowConfig(BaseModel):
     """how long a claim or a begun run may go unheard of before the reconciler asks the engine"""
     reconcile_max_resends: int = Field(default=3, ge=0)
     """re-sends of a dispatch the engine does not know, before its signature fails"""
+    reconcile_unknown_window: timedelta = timedelta(minutes=10)
+    """How long a run the engine named may read as unknown to it before the
+    reconciler takes it for lost, measured on Redis' clock from the first
+    look that found it unknown. An engine's read side can lag behind the runs
+    it starts (Hatchet's REST API answers from tables it writes
+    asynchronously, tens of seconds behind under load): a begun run is left
+    alone for this long, then fails; a claim's last re-send is not given up
+    on before it either. Zero: no doubt, the first such look decides."""
     reconcile_batch: int = Field(default=1000, ge=1)
     """items per index per sweep (and run ids per run-status query)"""
     payload_threshold: int = Field(default=512 * 1024, ge=1)
@@ -57,4 +65,11 @@ class MageflowConfig(BaseModel):
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:
             raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("reconcile_unknown_window")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 0:
+            raise ValueError("must not be a negative duration")
         return value

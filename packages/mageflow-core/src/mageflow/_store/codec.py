@@ -135,8 +135,8 @@ class R:
     busy: Final = "busy"
     retry: Final = "retry"
     exhausted: Final = "exhausted"
-    noretry: Final = "noretry"
     wait: Final = "wait"
+    noretry: Final = "noretry"
     # skip reasons
     duplicate: Final = "duplicate"
     finished: Final = "finished"

@@ -48,7 +48,9 @@ dispatch entry (JSON, see ``codec``) of a claim listed in the pending index
 [claim]; ``er`` the engine's run id of the claimed dispatch, as the
 engine returned it [engine_run]; ``ro`` the run options the caller gave,
 JSON, used by every re-send [run_options]; ``rn`` re-sends the reconciler
-made of the current dispatch [resends]; ``fa`` application failures of the
+made of the current dispatch [resends]; ``ud`` when (Redis time, ms) the
+reconciler first found the engine not knowing a run it had named for the
+current dispatch or run [unknown_since]; ``fa`` application failures of the
 current run counted against the task's retry budget [failures] and ``fl`` the
 attempt that counted the last one [failure_attempt] (both reset when a run
 starts the signature); ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX];
@@ -129,6 +131,7 @@ class F:
     engine_run: Final = "er"
     run_options: Final = "ro"
     resends: Final = "rn"
+    unknown_since: Final = "ud"
     failures: Final = "fa"
     failure_attempt: Final = "fl"
     refs: Final = "rc"

@@ -45,6 +45,7 @@ __all__ = [
     "LockedSignal",
     "OutboxEntry",
     "RedisStore",
+    "Settled",
     "TransitionResult",
 ]
 
@@ -68,6 +69,7 @@ class DueItem:
     ``entry`` is its dispatch entry), False for a begun run (``run_id`` is
     the run that began). ``run_id`` of a claim is the engine's id as the
     engine returned it at dispatch, empty when it never did.
+    ``in_doubt``: an earlier look found the engine not knowing its run.
     """
 
     key: str
@@ -77,6 +79,7 @@ class DueItem:
     entry: OutboxEntry | None = None
     options: dict[str, Any] = field(default_factory=dict)
     resends: int = 0
+    in_doubt: bool = False
 
     @classmethod
     def parse(cls, raw: str) -> DueItem:
@@ -92,7 +95,18 @@ class DueItem:
             entry=entry,
             options=options if isinstance(options, dict) else {},
             resends=int(item.get("rn") or 0),
+            in_doubt=bool(item.get("ud")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What :meth:`RedisStore.settle` did: its reply word, the outbox of a
+    failed signature's error callbacks, and how long a doubt has lasted."""
+
+    code: str
+    outbox: list[OutboxEntry] = field(default_factory=list)
+    waited_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -719,17 +733,23 @@ class RedisStore:
         self,
         key: str,
         *,
-        action: Literal["fail", "cancel", "resend"],
+        action: Literal["fail", "cancel", "resend", "doubt", "known"],
         dispatch_id: str = "",
         run_id: str = "",
         error: dict[str, Any] | None = None,
         max_resends: int = 0,
-    ) -> tuple[str, list[OutboxEntry]]:
+        window_ms: int = 0,
+    ) -> Settled:
         """Settle ``key`` as the reconciler decided; ``stale`` when it moved on (another won).
 
         ``error`` is what the store keeps as the failure (``ErrorDetails`` as a dict).
 
-        ``resend`` replies ``exhausted`` when the claim was re-sent ``max_resends`` times.
+        ``resend`` (a claim) replies ``exhausted`` when the claim was re-sent
+        ``max_resends`` times, or ``wait`` while the engine's not knowing its
+        run is younger than ``window_ms``. ``doubt`` (the engine does not know
+        the run): a claim is re-sent like ``resend``; a begun run replies
+        ``wait`` within ``window_ms`` of the first such look, then fails
+        (``ok`` with the outbox). ``known`` ends a doubt. See ``lua/settle.lua``.
         """
         reply = await self._call(
             "settle",
@@ -748,11 +768,14 @@ class RedisStore:
                 "run_id": run_id,
                 "payload": jdump(error or {}),
                 "max_resends": max_resends,
+                "window_ms": window_ms,
             },
         )
         if reply[0] == R.ok:
-            return R.ok, parse_outbox(text(reply[1]))
-        return reply[0], []
+            return Settled(R.ok, parse_outbox(text(reply[1])))
+        if reply[0] == R.wait:
+            return Settled(R.wait, waited_ms=int(text(reply[1])))
+        return Settled(reply[0])
 
     async def members(self, sig: Signature) -> list[str]:
         """Member keys of a chain or swarm (empty for a task)."""

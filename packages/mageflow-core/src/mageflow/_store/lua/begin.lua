@@ -82,7 +82,7 @@ if target and target ~= s then
              F.input, input, F.dispatch, dispatch_id)
   track(prefix, sig_key, s, target, active_ttl)
   -- a new run: its retry budget is whole again
-  redis.call('HDEL', sig_key, F.parked, F.resends, F.failures, F.failure_attempt)
+  redis.call('HDEL', sig_key, F.parked, F.resends, F.failures, F.failure_attempt, F.unknown_since)
   redis.call('PEXPIRE', sig_key, active_ttl)
   redis.call('ZADD', active_key, now_ms(), sig_key)
   return {R.run, redis.call('HGETALL', sig_key)}
@@ -91,6 +91,8 @@ elseif target == S.active then
   -- engine would not make
   if r == run_id or (not r and d == dispatch_id) then
     redis.call('HSET', sig_key, F.run, run_id)
+    -- the engine just delivered the run: it knows it, whatever its read side said
+    redis.call('HDEL', sig_key, F.unknown_since)
     redis.call('PEXPIRE', sig_key, active_ttl)
     redis.call('ZADD', active_key, now_ms(), sig_key)
     return {R.run, redis.call('HGETALL', sig_key)}

@@ -60,8 +60,9 @@ end
 local function pend(pk, k, entry)
   redis.call('ZADD', pk, now_ms(), k)
   redis.call('HSET', k, F.claim, entry)
-  -- a new dispatch: the engine's run id and the re-send count belong to the old one
-  redis.call('HDEL', k, F.engine_run, F.resends)
+  -- a new dispatch: the engine's run id, the re-send count and the doubt
+  -- about its run belong to the old one
+  redis.call('HDEL', k, F.engine_run, F.resends, F.unknown_since)
 end
 local function unpend(pk, k)
   redis.call('ZREM', pk, k)
