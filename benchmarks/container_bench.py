@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import itertools
 import json
 import os
 import sys
@@ -462,7 +463,7 @@ class Bench:
             cpu=cpu,
         )
 
-    async def swarm(self, n: int, cap: int) -> tuple[Result, float]:
+    async def swarm(self, n: int, cap: int, prefetch: int = 0) -> tuple[Result, float]:
         mf = self.app.mf
         reply_to = f"{self.prefix}reply:swarm:{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
@@ -472,7 +473,7 @@ class Bench:
         swarm = await mf.aswarm(
             tasks=members,
             success_callbacks=[done],
-            config=SwarmConfig(max_concurrency=cap),
+            config=SwarmConfig(max_concurrency=cap, prefetch=prefetch),
             is_swarm_closed=True,
         )
         setup = time.perf_counter() - t0
@@ -483,7 +484,8 @@ class Bench:
             if got["value"] != n:
                 raise RuntimeError(f"swarm callback got {got['value']} results, expected {n}")
 
-        return await self.measured(f"MageFlow swarm ({n}, cap {cap})", n, NOOP, go), setup
+        label = f"MageFlow swarm ({n}, cap {cap}" + (f", prefetch {prefetch})" if prefetch else ")")
+        return await self.measured(label, n, NOOP, go), setup
 
     async def native_bulk(self, n: int, metadata: bool = False) -> Result:
         task = self.app.native_noop
@@ -552,6 +554,7 @@ async def run(
     wait: float,
     variants: list[dict[str, int]],
     native_metadata: bool = False,
+    prefetch: int = 0,
 ) -> bool:
     client = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
@@ -566,13 +569,13 @@ async def run(
     try:
         # warm-up: opens the worker's connections (pool of `slots`), registers runs
         warm = min(2 * slots, max(members, 20))
-        await bench.swarm(warm, slots)
+        await bench.swarm(warm, slots, prefetch)
         await bench.native_bulk(warm)
         await bench.chain(3)
         await bench.native_chain(3)
 
         load0 = os.getloadavg()
-        swarm, setup = await bench.swarm(members, slots)
+        swarm, setup = await bench.swarm(members, slots, prefetch)
         bulk = await bench.native_bulk(members)
         chain = await bench.chain(steps)
         nchain = await bench.native_chain(steps)
@@ -582,13 +585,16 @@ async def run(
             # side by side under the same load
             default = await app.tune.aio_run(TuneIn())
             for settings in variants:
-                await app.tune.aio_run(TuneIn(**settings))
-                again, _ = await bench.swarm(members, slots)
+                # prefetch is the swarm's own setting; the rest the worker's adapter's
+                tune = {k: v for k, v in settings.items() if k != "prefetch"}
+                await app.tune.aio_run(TuneIn(**tune))
+                again, _ = await bench.swarm(members, slots, settings.get("prefetch", prefetch))
                 again.label += " " + ",".join(f"{k}={v}" for k, v in settings.items())
                 extra.append(again)
-            await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
-            extra.append(await bench.native_bulk(members))
-            extra[-1].label += " again"
+                await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
+                # native right after each: a pair under the same load
+                extra.append(await bench.native_bulk(members))
+                extra[-1].label += " again"
         if native_metadata:
             extra.append(await bench.native_bulk(members, metadata=True))
             extra[-1].label += " + metadata"
@@ -609,6 +615,15 @@ async def run(
         await rec.aclose()
         await client.aclose()
     return report(swarm, setup, bulk, chain, nchain, members, steps, slots, extra)
+
+
+def _cpu_all(r: Result) -> float:
+    """The CPU ms per member of every process of the tree, from ``Result.cpu``."""
+    _, _, rest = r.cpu.partition("(all ")
+    try:
+        return float(rest.split(" ", 1)[0])
+    except ValueError:
+        return float("nan")
 
 
 def report(
@@ -697,6 +712,14 @@ def report(
     print()
     swarm_ratio = swarm.seconds / bulk.seconds
     chain_ratio = chain.seconds / nchain.seconds
+    pairs = [(swarm, bulk)] + [
+        (a, b) for a, b in itertools.pairwise(extra) if a.runs is not None and b.runs is None
+    ]
+    print("Swarm / the native bulk run right after it (wall, CPU per member):")
+    for a, b in pairs:
+        wall, cpu = a.seconds / b.seconds, _cpu_all(a) / _cpu_all(b)
+        print(f"  {a.label}  {wall:.2f}x wall, {cpu:.2f}x CPU")
+    print()
     print("Targets:")
     for label, r in (("swarm member", swarm), ("chain step", chain)):
         print(
@@ -740,12 +763,18 @@ def main() -> int:
     parser.add_argument(
         "--variants",
         default="",
-        help="run the swarm again with these adapter settings, e.g. 'in_flight=2;in_flight=8'",
+        help="run the swarm again with other settings, e.g. 'prefetch=0;in_flight=4'",
     )
     parser.add_argument(
         "--native-metadata",
         action="store_true",
         help="also run native bulk with MageFlow's three additional-metadata keys per run",
+    )
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=DEFAULT_SLOTS,
+        help="the swarm's SwarmConfig.prefetch (members sent ahead of free places; 0: none)",
     )
     parser.add_argument("--wait", type=float, default=900.0, help="deadline per workload (s)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -796,6 +825,7 @@ def main() -> int:
                     args.wait,
                     variants,
                     args.native_metadata,
+                    args.prefetch,
                 )
             )
         finally:

@@ -211,6 +211,61 @@ async def test_swarm_concurrency_cap_observed(capp: ContainerApp, tag: str) -> N
     assert len(await capp.records(tag, "collect")) == 1
 
 
+async def test_swarm_prefetch_keeps_the_cap_and_runs_each_member_once(
+    capp: ContainerApp, tag: str
+) -> None:
+    # the worker has more free slots (20) than the swarm may use: runs sent
+    # ahead start at once and wait at BEGIN for a place
+    cap, n = 3, 12
+    ok = await mageflow.asign(capp.name("collect"), tag=tag, label="prefetch")
+    members = await work_members(capp, n)
+    swarm = await mageflow.aswarm(
+        tasks=members,
+        success_callbacks=[ok],
+        config=SwarmConfig(max_concurrency=cap, prefetch=cap),
+        is_swarm_closed=True,
+        tag=tag,
+    )
+    await swarm.aio_run_no_wait({"seconds": 0.3})
+
+    got = await wait_records(capp, tag, "collect", timeout=120)
+    assert got[0]["value"] == [i * 10 for i in range(n)]
+    await wait_status(capp, swarm.key, DONE)
+    work = await capp.records(tag, "work")
+    assert per_key([r for r in work if r["event"] == "start"]) == Counter(
+        {m.key: 1 for m in members}
+    )
+    peak = peak_overlap(work)
+    assert peak <= cap, f"peak overlap {peak} with max_concurrency={cap}"
+    # the first runs found every place taken: the swarm stopped sending ahead
+    assert await field(capp, swarm.key, "fu") is not None
+
+
+async def test_cancel_of_a_swarm_runs_no_member_sent_ahead(capp: ContainerApp, tag: str) -> None:
+    n = 10
+    members = await work_members(capp, n)
+    swarm = await mageflow.aswarm(
+        tasks=members,
+        config=SwarmConfig(max_concurrency=2, prefetch=4),
+        is_swarm_closed=True,
+        tag=tag,
+    )
+    await swarm.aio_run_no_wait({"seconds": 2.0})
+    await wait_records(capp, tag, "work", n=2, timeout=60)
+    await mageflow.cancel(swarm.key)
+    started = {r["key"] for r in await capp.records(tag, "work", "start")}
+    assert len(started) == 2
+    await wait_status(capp, swarm.key, SignatureStatus.CANCELED)
+    for m in members:
+        if m.key not in started:
+            # by the swarm's cancel, or by its own run arriving first
+            assert await status_of(capp, m.key) == SignatureStatus.CANCELED
+    # the four sent ahead were waiting for a place (or queued in the engine):
+    # none of them runs its body, now or later
+    await asyncio.sleep(4.0)
+    assert {r["key"] for r in await capp.records(tag, "work", "start")} == started
+
+
 async def test_swarm_add_while_running_then_close(capp: ContainerApp, tag: str) -> None:
     ok = await mageflow.asign(capp.name("collect"), tag=tag, label="open")
     swarm = await mageflow.aswarm(

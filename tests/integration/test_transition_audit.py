@@ -177,9 +177,13 @@ async def test_randomized_containers_stay_in_the_table(
 
 @pytest.mark.parametrize("seed", CHAIN_SWARM_SEEDS)
 async def test_randomized_chains_and_swarms_stay_in_the_table(
-    runtime: MageflowRuntime, manager: inv.StubEngine, audit: StatusAudit, seed: int
+    runtime: MageflowRuntime,
+    manager: inv.StubEngine,
+    audit: StatusAudit,
+    seed: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await inv.test_random_swarm_interleavings(runtime, manager, seed)
+    await inv.test_random_swarm_interleavings(runtime, manager, seed, monkeypatch)
     await inv.test_random_chain_interleavings(runtime, manager, seed)
     audit.check("chains and swarms", seed)
 

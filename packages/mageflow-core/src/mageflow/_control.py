@@ -190,9 +190,10 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
             ],
         )
         pipe.llen(store.keys.swarm_queue(key))
+        pipe.scard(store.keys.swarm_busy(key))
         return await pipe.execute()
 
-    fields, queued = await store._guard(read, key=key)
+    fields, queued, busy = await store._guard(read, key=key)
     status, kind, n, run, ok, bad, skp, ci, tasks, started = (
         None if v is None else _text(v) for v in fields
     )
@@ -205,8 +206,10 @@ async def progress(runtime: MageflowRuntime, key: str) -> ContainerProgress:
             kind=kind,
             status=status,
             admitted=int(n or 0),
-            queued=int(queued or 0),
-            running=int(run or 0),
+            # claimed members whose run has not begun (sent ahead of free
+            # places, SwarmConfig.prefetch) are still queued, in the engine
+            queued=int(queued or 0) + max(0, int(run or 0) - int(busy or 0)),
+            running=min(int(run or 0), int(busy or 0)),
             done=int(ok or 0),
             failed=int(bad or 0),
             skipped=int(skp or 0),

@@ -6,7 +6,8 @@ is reported:
 * ``counters``: a swarm's ``running + queued + done + failed`` exceeds
   ``admitted``, a counter is negative, or ``admitted`` differs from the
   length of its member list (invariant 1, 5).
-* ``concurrency``: a swarm runs more members than ``max_concurrency`` (2).
+* ``concurrency``: a swarm runs more members than ``max_concurrency``, or has
+  more sent to the engine than that plus ``prefetch`` (2).
 * ``membership``: a member does not point back to its container.
 * ``chain``: a chain's current step is out of range, or an earlier step is
   not done while the chain is still active.
@@ -55,6 +56,20 @@ class Finding:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _claims(runtime: MageflowRuntime, key: str) -> tuple[int, int]:
+    """A swarm's claimed members (sent, not ended) and those whose run began."""
+    store = runtime.store
+
+    async def read() -> list[Any]:
+        pipe = store.client.pipeline(transaction=False)
+        pipe.hget(store.keys.sig(key), F.running)
+        pipe.scard(store.keys.swarm_busy(key))
+        return await pipe.execute()
+
+    run, busy = await store._guard(read, key=key)
+    return int(_text(run)) if run is not None else 0, int(busy or 0)
 
 
 async def run_doctor(
@@ -183,12 +198,15 @@ async def _check_container(runtime: MageflowRuntime, key: str) -> list[Finding]:
             out.append(
                 Finding("counters", key, f"admitted {p.admitted} but {len(members)} members listed")
             )
-        if p.running > sig.config.max_concurrency:
+        cap, ahead = sig.config.max_concurrency, sig.config.prefetch
+        claimed, busy = await _claims(runtime, key)
+        if busy > cap or claimed > cap + ahead:
             out.append(
                 Finding(
                     "concurrency",
                     key,
-                    f"{p.running} running > max_concurrency {sig.config.max_concurrency}",
+                    f"{busy} running, {claimed} sent to the engine > max_concurrency {cap} "
+                    f"(+ prefetch {ahead})",
                 )
             )
     elif isinstance(sig, ChainSignature) and sig.status.value == "active":

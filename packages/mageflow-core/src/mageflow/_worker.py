@@ -35,6 +35,7 @@ from mageflow._crash import crash_point
 from mageflow._results import error_payload
 from mageflow._run_ids import SentRun
 from mageflow._store.codec import OutboxEntry, R
+from mageflow._store.redis_store import BeginResult
 from mageflow.engine import (
     DispatchRequest,
     DispatchResult,
@@ -57,6 +58,11 @@ _T = TypeVar("_T")
 _DEADLINE_MARGIN = 1.0
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
+# A run claimed ahead of free places that finds its swarm at the cap asks
+# again this often (doubling), for at most this long (see _begin).
+_PLACE_POLL_FIRST = 0.02
+_PLACE_POLL_MAX = 0.5
+_PLACE_WAIT = 10.0
 
 
 def is_final(request: RunRequest, exc: BaseException) -> bool:
@@ -161,20 +167,8 @@ async def execute_run(runtime: MageflowRuntime, request: RunRequest) -> RunOutco
 async def _attempt(runtime: MageflowRuntime, request: RunRequest, persist: _Persist) -> RunOutcome:
     store = runtime.store
     key = request.signature_key
-    lock_wait = store.config.lock_ttl + store.config.lock_wait
     crash_point("begin:before", key)
-    with _carrying(runtime) as sent:
-        begun = await persist(
-            "begin",
-            lambda: _locks.waiting_for_lock(
-                store.config,
-                key,
-                lambda: store.begin(
-                    key, request.dispatch_id, request.run_id, request.payload, sent=sent
-                ),
-                lock_wait,
-            ),
-        )
+    begun = await _begin(runtime, request, persist)
     crash_point("begin:after", key)
     if begun.decision == "skip":
         log.info("run %s of %s skipped: %s", request.run_id, key, begun.reason)
@@ -211,6 +205,55 @@ async def _attempt(runtime: MageflowRuntime, request: RunRequest, persist: _Pers
     await _finish(runtime, request, persist, succeeded=True, payload=plain)
     # a result too big for the engine reaches it as its reference
     return RunOutcome(ran=True, result=plain if by_reference else result)
+
+
+async def _begin(runtime: MageflowRuntime, request: RunRequest, persist: _Persist) -> BeginResult:
+    """BEGIN; a swarm member that finds every place taken asks again until one frees.
+
+    It waits holding its worker slot, for at most ``_PLACE_WAIT`` (and a
+    quarter of the time left to its deadline); then it hands its claim back
+    and the member is claimed again, as a new run, when a place frees. Only
+    runs claimed ahead of free places (``SwarmConfig.prefetch``) can wait, and
+    only when workers have more free slots than the swarm may use; the swarm
+    then stops claiming ahead for a while (``keys.PREFETCH_PAUSE``).
+    """
+    store = runtime.store
+    key = request.signature_key
+    lock_wait = store.config.lock_ttl + store.config.lock_wait
+    started = time.monotonic()
+    until = started + _PLACE_WAIT
+    if request.deadline is not None:
+        until = min(until, started + max(0.0, request.deadline - started) / 4)
+    delay = _PLACE_POLL_FIRST
+    give_up = False
+
+    async def begin(last: bool) -> BeginResult:
+        with _carrying(runtime) as sent:
+            return await persist(
+                "begin",
+                lambda: _locks.waiting_for_lock(
+                    store.config,
+                    key,
+                    lambda: store.begin(
+                        key,
+                        request.dispatch_id,
+                        request.run_id,
+                        request.payload,
+                        sent=sent,
+                        give_up=last,
+                    ),
+                    lock_wait,
+                ),
+            )
+
+    while True:
+        begun = await begin(give_up)
+        if begun.decision != "wait":
+            return begun
+        left = until - time.monotonic()
+        give_up = left <= delay
+        await asyncio.sleep(max(0.0, min(delay, left)) * random.uniform(0.75, 1.0))
+        delay = min(delay * 2, _PLACE_POLL_MAX)
 
 
 async def _failed(

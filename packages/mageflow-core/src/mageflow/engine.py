@@ -311,6 +311,8 @@ class RunOutcome:
     ``missing``, ``stale``, ``duplicate``, ``finished``, ``parked``, ``drained``,
     a signature status such as ``canceled`` (an adapter should then cancel the
     run in its engine, so the engine does not read it as a completed run),
+    ``deferred`` (a swarm member sent ahead of free places found none within
+    its wait and handed its claim back: the member is sent again later),
     ``store-unavailable``: the store could not be reached within
     ``MageflowConfig.store_retry_window`` and the run is left to the reconciler);
     otherwise ``result`` is what the body returned. A failed body raises out of

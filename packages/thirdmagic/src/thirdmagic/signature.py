@@ -526,6 +526,14 @@ class SwarmConfig(_MageflowModel):
     max_concurrency: int = Field(default=30, ge=1)
     stop_after_n_failures: int | None = Field(default=None, ge=1)
     max_task_allowed: int | None = Field(default=None, ge=1)
+    prefetch: int = Field(default=0, ge=0)
+    """Members sent to the engine ahead of free places, beyond ``max_concurrency``
+    (0, the default: the next member is sent when a place frees). With workers
+    whose slots for the task about match ``max_concurrency`` and short members,
+    a slot that frees then finds the next member already queued in the engine
+    instead of waiting for its trigger. At most ``max_concurrency`` bodies run
+    at once either way: a run that starts while every place is taken waits for
+    one (docs/containers.md, "Sending members ahead")."""
 
 
 class SwarmSignature(Signature):

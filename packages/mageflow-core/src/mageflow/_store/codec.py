@@ -140,6 +140,7 @@ class R:
     # skip reasons
     duplicate: Final = "duplicate"
     finished: Final = "finished"
+    deferred: Final = "deferred"
 
 
 def text(value: Any) -> str:

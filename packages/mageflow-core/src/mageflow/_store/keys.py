@@ -12,6 +12,9 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
     P swarm:<key>:m list    a swarm's members in admission order (append-only)
     P swarm:<key>:q list    members admitted but not started yet (FIFO)
     P swarm:<key>:res hash  admission index -> member result (JSON)
+    P swarm:<key>:b set     members whose run began and has not ended: at most
+                            ``max_concurrency`` (BEGIN checks it; runs claimed
+                            ahead of free places wait for one)
     P blob:<key>    hash    payloads of <key> too big for the engine (JSON):
                             ``in`` its run input, ``out`` its result; the
                             engine carries a reference instead (``codec.REF``).
@@ -56,8 +59,10 @@ starts the signature); ``k:<name>`` one bound kwarg each, as JSON [KWARG_PREFIX]
 Container fields: chain ``x:tasks`` member keys [chain_tasks], ``ci`` current
 step [chain_index]; swarm ``x:config`` [swarm_config], ``x:is_swarm_closed``
 [swarm_closed], counters ``n`` admitted [admitted], ``run`` running
-[running], ``ok``/``bad`` finished [succeeded/failed], ``skp`` queued members its
-failure skipped [skipped]; both: ``st`` started
+[running] (claimed and not ended: up to ``max_concurrency`` + ``prefetch``),
+``ok``/``bad`` finished [succeeded/failed], ``skp`` queued members its
+failure skipped [skipped], ``fu`` when a run last found every place taken
+(ms; claims ahead pause for ``PREFETCH_PAUSE``) [full_at]; both: ``st`` started
 [started], ``smode``/``sv`` how members receive the start value
 [start_mode/start_value], ``pkw`` kwargs inherited from outer containers
 [inherited], ``pst`` start parked by suspension [parked_start], ``po`` the
@@ -84,6 +89,7 @@ from typing import Final
 __all__ = [
     "BLOB",
     "KWARG_PREFIX",
+    "PREFETCH_PAUSE",
     "SCHEMA_VERSION",
     "XFIELD_PREFIX",
     "F",
@@ -95,6 +101,10 @@ __all__ = [
 SCHEMA_VERSION: Final = "1"
 KWARG_PREFIX: Final = "k:"
 XFIELD_PREFIX: Final = "x:"
+PREFETCH_PAUSE: Final = timedelta(seconds=30)
+"""A swarm stops claiming members ahead of free places (``SwarmConfig.prefetch``)
+for this long after a run found every place taken: workers then have more free
+slots than the swarm may use, and runs queued ahead would wait in them."""
 
 
 class F:
@@ -136,6 +146,7 @@ class F:
     succeeded: Final = "ok"
     failed: Final = "bad"
     skipped: Final = "skp"
+    full_at: Final = "fu"
     started: Final = "st"
     start_mode: Final = "smode"
     start_value: Final = "sv"
@@ -159,6 +170,7 @@ class K:
     members: Final = ":m"
     queue: Final = ":q"
     results: Final = ":res"
+    busy: Final = ":b"
     blob: Final = "blob:"
     by_status: Final = "idx:s:"
     by_task: Final = "idx:t:"
@@ -218,6 +230,10 @@ class Keys:
 
     def swarm_results(self, key: str) -> str:
         return self.swarm_prefix + key + K.results
+
+    def swarm_busy(self, key: str) -> str:
+        """Members of swarm ``key`` whose run began and has not ended."""
+        return self.swarm_prefix + key + K.busy
 
     def by_status(self, status: str) -> str:
         return self.prefix + K.by_status + status

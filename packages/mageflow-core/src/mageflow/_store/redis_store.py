@@ -111,7 +111,7 @@ class Settled:
 
 @dataclass(frozen=True, slots=True)
 class BeginResult:
-    decision: Literal["run", "skip", "park", "drain"]
+    decision: Literal["run", "skip", "park", "drain", "wait"]
     reason: str = ""
     signature: Signature | None = None
     outcome: str = ""
@@ -395,8 +395,13 @@ class RedisStore:
         run_id: str,
         input_data: dict[str, Any],
         sent: Sequence[tuple[str, str, str]] = (),
+        give_up: bool = False,
     ) -> BeginResult:
-        """A run arrives; ``sent`` are earlier dispatches' run ids to record on the way."""
+        """A run arrives; ``sent`` are earlier dispatches' run ids to record on the way.
+
+        ``wait``: a swarm member found every place of its swarm taken; ask
+        again later, with ``give_up`` on the last try (it hands its claim back).
+        """
         sent_keys, sent_runs = self._sent(sent)
         reply = await self._call(
             "begin",
@@ -408,10 +413,12 @@ class RedisStore:
                 "active_key": self.keys.active,
             },
             args={
+                **self._container_args(""),
+                "done_ttl": self._done_ms,
                 "dispatch_id": dispatch_id,
                 "run_id": run_id,
                 "input": jdump(input_data),
-                "active_ttl": self._active_ms,
+                "give_up": "1" if give_up else "0",
             },
             rest_keys=sent_keys,
             rest_args=sent_runs,
@@ -423,6 +430,8 @@ class RedisStore:
             return BeginResult("drain", outcome=text(reply[1]), outbox=parse_outbox(text(reply[2])))
         if code == R.park:
             return BeginResult("park")
+        if code == R.wait:
+            return BeginResult("wait")
         return BeginResult("skip", reason=text(reply[1]) if len(reply) > 1 else "")
 
     async def finish(

@@ -153,6 +153,7 @@ def constants() -> dict[str, str]:
         "KWARG_PREFIX": _lua(keys.KWARG_PREFIX),
         "T": _table(cells),
         "PREVIOUS": _lua(PREVIOUS),
+        "PREFETCH_PAUSE_MS": _lua(keys.ms(keys.PREFETCH_PAUSE)),
         "TERMINAL": _table({s.value: True for s in sorted(TERMINAL_STATUSES)}),
         "RUN_EVENT": _table({e.value: True for e in RUN_EVENTS}),
     }

@@ -5,11 +5,65 @@
 -- It also records the engine run ids of dispatches this worker sent before
 -- (sent_keys with their dispatch and run ids, as sent.lua does), which
 -- saves those a round trip of their own.
+-- A swarm member's run also takes one of its swarm's max_concurrency
+-- places (swarm:<key>:b): runs are claimed ahead of free places
+-- (SwarmConfig.prefetch), so one may arrive while every place is taken; it
+-- is told to wait (the worker asks again), and on its last try (give_up) it
+-- hands its claim back: the member returns to the head of the queue and is
+-- claimed again when a place frees. A claimed member whose swarm has ended
+-- is not started: canceled with a canceled swarm, else skipped.
 -- KEYS: sig_key, lock_key, pending_key, active_key, sent_keys...
--- ARGV: dispatch_id, run_id, input, active_ttl, sent_runs...
--- REPLIES: run, skip, park, drain
--- @include lib/indexes
+-- ARGV: prefix, active_ttl, dispatch_prefix, done_ttl, dispatch_id, run_id, input, give_up, sent_runs...
+-- REPLIES: run, skip, park, drain, wait
+-- @include lib/containers
 record_sent(KEYS_REST, ARGV_REST)
+local function take_place(s)
+  local p = redis.call('HGET', sig_key, F.parent)
+  if not p then return nil end
+  local pf = SP .. p
+  local pm = redis.call('HMGET', pf, F.kind, F.status, F.swarm_config)
+  if pm[1] ~= KIND.swarm then return nil end
+  local member = string.sub(sig_key, #SP + 1)
+  local busy = XP .. p .. K.busy
+  if redis.call('SISMEMBER', busy, member) == 1 then return nil end
+  if pm[2] == S.canceled then
+    -- the swarm's cancel has not reached this member yet: it is canceled as
+    -- that cancel would (the caller then cancels its run in the engine too)
+    local to = step(s, EV.cancel)
+    if to then
+      unpend(pending_key, sig_key)
+      redis.call('HSET', sig_key, F.status, to, F.last_status, s)
+      track(prefix, sig_key, s, to, done_ttl)
+      redis.call('PEXPIRE', sig_key, done_ttl)
+      return {R.skip, to}
+    end
+  elseif terminal(pm[2]) then
+    -- it never began and never will: skipped like the swarm's queued members
+    -- (its own callbacks with it), and the counters still add up
+    unpend(pending_key, sig_key)
+    redis.call('HDEL', sig_key, F.dispatch)
+    skip_all({{member, false}})
+    if redis.call('HGET', sig_key, F.status) == S.skipped then
+      redis.call('HINCRBY', pf, F.running, -1)
+      redis.call('HINCRBY', pf, F.skipped, 1)
+    end
+    return {R.skip, S.skipped}
+  end
+  if redis.call('SCARD', busy) < tonumber(cjson.decode(pm[3])['max_concurrency']) then
+    redis.call('SADD', busy, member)
+    redis.call('PEXPIRE', busy, active_ttl)
+    return nil
+  end
+  redis.call('HSET', pf, F.full_at, now_ms())
+  if give_up ~= '1' then return {R.wait} end
+  -- a redelivery of this run finds another dispatch id: stale
+  unpend(pending_key, sig_key)
+  redis.call('HSET', sig_key, F.dispatch, R.deferred .. ':' .. dispatch_id)
+  redis.call('HDEL', sig_key, F.engine_run, F.resends)
+  redis.call('LPUSH', XP .. p .. K.queue, member)
+  redis.call('HINCRBY', pf, F.running, -1)
+  return {R.skip, R.deferred}
+end
 local ok = kind_of(sig_key)
 if ok == nil then return {R.skip, R.missing} end
 if ok == false then return {R.corrupt} end
@@ -22,9 +76,11 @@ if d == dispatch_id or terminal(s) then unpend(pending_key, sig_key) end
 local target = step(s, EV.start)
 if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
+  local held = take_place(s)
+  if held then return held end
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
              F.input, input, F.dispatch, dispatch_id)
-  track(string.sub(pending_key, 1, #pending_key - #K.pending), sig_key, s, target, active_ttl)
+  track(prefix, sig_key, s, target, active_ttl)
   -- a new run: its retry budget is whole again
   redis.call('HDEL', sig_key, F.parked, F.resends, F.failures, F.failure_attempt, F.unknown_since)
   redis.call('PEXPIRE', sig_key, active_ttl)

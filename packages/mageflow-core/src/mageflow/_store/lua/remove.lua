@@ -36,7 +36,7 @@ while #todo > 0 do
       if f[4] == KIND.swarm then
         local base = xp .. key
         for _, child in ipairs(redis.call('LRANGE', base .. K.members, 0, -1)) do table.insert(todo, child) end
-        for _, sfx in ipairs({K.members, K.queue, K.results}) do table.insert(doomed, base .. sfx) end
+        for _, sfx in ipairs({K.members, K.queue, K.results, K.busy}) do table.insert(doomed, base .. sfx) end
       end
     end
   end

@@ -126,13 +126,29 @@ local function member_kw(pf)
   for n, v in pairs(kw) do merged[n] = v end
   return merged
 end
+-- How many members a swarm keeps claimed (sent to the engine), given how
+-- many it has: max_concurrency at least; with prefetch, up to that many more
+-- queued in the engine ahead of free places (BEGIN holds the bodies to the
+-- cap). Claims ahead are topped up in batches of a quarter of the prefetch,
+-- so they reach the engine in one bigger bulk call rather than one per
+-- completion; they pause for a while after a run found every place taken
+-- (idle workers would take them and wait).
+local function swarm_target(pf, cfg, cap, claimed)
+  local ahead = tonumber(cfg['prefetch']) or 0
+  if ahead <= 0 or claimed > cap + ahead - math.max(1, math.floor(ahead / 4)) then return cap end
+  local full_at = tonumber(redis.call('HGET', pf, F.full_at) or '0')
+  if full_at > 0 and now_ms() - full_at < PREFETCH_PAUSE_MS then return cap end
+  return cap + ahead
+end
 local function swarm_fill(p, pf, out)
   if redis.call('HGET', pf, F.status) ~= S.active then return end
   local cfg = cjson.decode(redis.call('HGET', pf, F.swarm_config))
   local cap = tonumber(cfg['max_concurrency'])
   local q = XP .. p .. K.queue
   local pkw = nil
-  while tonumber(redis.call('HGET', pf, F.running) or '0') < cap do
+  local claimed = tonumber(redis.call('HGET', pf, F.running) or '0')
+  local want = swarm_target(pf, cfg, cap, claimed)
+  while claimed < want do
     local mk = redis.call('LPOP', q)
     if not mk then break end
     pkw = pkw or member_kw(pf)
@@ -144,7 +160,7 @@ local function swarm_fill(p, pf, out)
                 redis.call('HGET', pf, F.start_value) or '{}', pkw)
     end
     if e then
-      redis.call('HINCRBY', pf, F.running, 1)
+      claimed = redis.call('HINCRBY', pf, F.running, 1)
       table.insert(out, e)
     end
   end
@@ -170,7 +186,7 @@ end
 local function keep_alive(pf, ttl, settled)
   local sk = string.sub(pf, #SP + 1)
   if redis.call('HGET', pf, F.kind) == KIND.swarm then
-    for _, sfx in ipairs({K.members, K.queue, K.results}) do redis.call('PEXPIRE', XP .. sk .. sfx, ttl) end
+    for _, sfx in ipairs({K.members, K.queue, K.results, K.busy}) do redis.call('PEXPIRE', XP .. sk .. sfx, ttl) end
   end
   if settled then return end
   for _, field in ipairs({F.callbacks_ok, F.callbacks_err}) do
@@ -238,6 +254,8 @@ local function bubble(child, succeeded, val, input, out)
       end
     elseif pk == KIND.swarm then
       redis.call('HINCRBY', pf, F.running, -1)
+      -- its place is free (a member that never began held none)
+      redis.call('SREM', XP .. p .. K.busy, child)
       if succeeded then
         redis.call('HINCRBY', pf, F.succeeded, 1)
         redis.call('HSET', XP .. p .. K.results, tostring(idx), val)
