@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from mageflow._crash import POINTS
 
 from tests.chaos._harness import Harness, details, long_run, report
 from tests.chaos._valkey import ValkeyProcess
@@ -78,16 +79,6 @@ async def _two_kills(args: Args, suffix: str) -> None:
 
 async def _is(h: Harness, key: str, n: int) -> bool:
     return int(await h.app.observer.get(key) or 0) == n
-
-
-POINTS = (
-    "begin:before",
-    "begin:after",
-    "finish:before",
-    "finish:after",
-    "dispatch:after",
-    "reconcile:settled",
-)
 
 
 async def _crash_points(args: Args, suffix: str) -> None:

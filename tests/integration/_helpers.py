@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from mageflow import MageflowRuntime
+from mageflow import MageflowConfig, MageflowRuntime
 from mageflow._store.keys import F
 from mageflow._store.redis_store import RedisStore
+
+
+def fast_config(key_prefix: str, **changes: Any) -> MageflowConfig:
+    """The test config: short lock waits (a test that waits on a lock fails fast)."""
+    settings: dict[str, Any] = {
+        "key_prefix": key_prefix,
+        "lock_wait": timedelta(milliseconds=500),
+        "lock_poll_interval": timedelta(milliseconds=10),
+    }
+    return MageflowConfig(**{**settings, **changes})
 
 
 class Raw:

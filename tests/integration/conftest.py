@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import mageflow
 import pytest
@@ -11,7 +10,7 @@ import redis.asyncio as aioredis
 from mageflow import MageflowConfig, MageflowRuntime
 from mageflow.inmemory import InMemoryTaskManager
 
-from tests.integration._helpers import Raw
+from tests.integration._helpers import Raw, fast_config
 
 
 @pytest.fixture
@@ -21,11 +20,7 @@ def manager() -> InMemoryTaskManager:
 
 @pytest.fixture
 def config(key_prefix: str) -> MageflowConfig:
-    return MageflowConfig(
-        key_prefix=key_prefix,
-        lock_wait=timedelta(milliseconds=500),
-        lock_poll_interval=timedelta(milliseconds=10),
-    )
+    return fast_config(key_prefix)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from mageflow import MageflowConfig, SignatureLockedError, TaskSignature
 from mageflow.inmemory import InMemoryTaskManager
 
-from tests.integration._helpers import Raw, eventually
+from tests.integration._helpers import Raw, eventually, fast_config
 
 pytestmark = pytest.mark.usefixtures("runtime")
 
@@ -24,11 +24,8 @@ LOCK_WAIT = 0.3
 
 @pytest.fixture
 def config(key_prefix: str) -> MageflowConfig:
-    return MageflowConfig(
-        key_prefix=key_prefix,
-        lock_ttl=timedelta(seconds=LOCK_TTL),
-        lock_wait=timedelta(seconds=LOCK_WAIT),
-        lock_poll_interval=timedelta(milliseconds=10),
+    return fast_config(
+        key_prefix, lock_ttl=timedelta(seconds=LOCK_TTL), lock_wait=timedelta(seconds=LOCK_WAIT)
     )
 
 

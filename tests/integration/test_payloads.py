@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import mageflow
@@ -13,6 +12,8 @@ from mageflow.engine import REFERENCE_TAG
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
 
+from tests.integration._helpers import fast_config
+
 pytestmark = pytest.mark.usefixtures("runtime")
 
 THRESHOLD = 2048
@@ -20,13 +21,7 @@ THRESHOLD = 2048
 
 @pytest.fixture
 def config(key_prefix: str) -> MageflowConfig:
-    return MageflowConfig(
-        key_prefix=key_prefix,
-        lock_wait=timedelta(milliseconds=500),
-        lock_poll_interval=timedelta(milliseconds=10),
-        payload_threshold=THRESHOLD,
-        results_chunk=7,
-    )
+    return fast_config(key_prefix, payload_threshold=THRESHOLD, results_chunk=7)
 
 
 class Blob(BaseModel):

@@ -33,7 +33,7 @@ from mageflow.engine import (
 from mageflow.inmemory import InMemoryTaskManager
 from pydantic import BaseModel
 
-from tests.integration._helpers import Raw
+from tests.integration._helpers import Raw, fast_config
 
 NOW = timedelta(0)
 WINDOW = timedelta(milliseconds=400)
@@ -72,12 +72,7 @@ class Engine(InMemoryTaskManager):
 
 @pytest.fixture
 def config(key_prefix: str) -> MageflowConfig:
-    return MageflowConfig(
-        key_prefix=key_prefix,
-        lock_wait=timedelta(milliseconds=500),
-        lock_poll_interval=timedelta(milliseconds=10),
-        reconcile_unknown_window=WINDOW,
-    )
+    return fast_config(key_prefix, reconcile_unknown_window=WINDOW)
 
 
 @pytest.fixture
