@@ -306,10 +306,18 @@ async def test_members_running_when_threshold_is_reached_still_finish(
     sw = await mageflow.aswarm(
         error_callbacks=[err], config=SwarmConfig(max_concurrency=4, stop_after_n_failures=1)
     )
-    # x=0 fails at once; the others (delays 1..3 ms) are already running
+    # x=0 fails while the other three are running: the gate holds all four
+    # bodies until each has begun (a claimed member that has not begun when
+    # its swarm fails is skipped instead)
+    seen.gate = asyncio.Event()
     msgs = [Num(x=0, fail=True), Num(x=1), Num(x=2), Num(x=3), Num(x=4, fail=True), Num(x=5)]
     await sw.aio_run_tasks_in_swarm(["work"] * len(msgs), msgs)
     await sw.aio_run_no_wait()
+    for _ in range(1000):
+        if len(seen.of("work")) == 4:
+            break
+        await asyncio.sleep(0.01)
+    seen.gate.set()
     await manager.wait_idle()
 
     assert sorted(m.x for m in seen.of("work")) == [0, 1, 2, 3]
