@@ -46,6 +46,7 @@ import contextvars
 import itertools
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -555,6 +556,7 @@ async def run(
     variants: list[dict[str, int]],
     native_metadata: bool = False,
     prefetch: int = 0,
+    pairs: int = 1,
 ) -> bool:
     client = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
@@ -576,25 +578,36 @@ async def run(
 
         load0 = os.getloadavg()
         swarm, setup = await bench.swarm(members, slots, prefetch)
+        if pairs > 1:
+            swarm.label += " #1"
         bulk = await bench.native_bulk(members)
         chain = await bench.chain(steps)
         nchain = await bench.native_chain(steps)
         extra: list[Result] = []
-        if variants:
+        default = await app.tune.aio_run(TuneIn())
+        for round_no in range(1, pairs + 1):
+            tag = f" #{round_no}" if pairs > 1 else ""
+            if round_no > 1:
+                # the whole set again: pairs alternate, so a drift of the machine
+                # load reaches every setting alike
+                again, _ = await bench.swarm(members, slots, prefetch)
+                again.label += tag
+                extra.append(again)
+                extra.append(await bench.native_bulk(members))
+                extra[-1].label += " again" + tag
             # the same swarm again with other adapter settings, then native again:
             # side by side under the same load
-            default = await app.tune.aio_run(TuneIn())
             for settings in variants:
                 # prefetch is the swarm's own setting; the rest the worker's adapter's
                 tune = {k: v for k, v in settings.items() if k != "prefetch"}
                 await app.tune.aio_run(TuneIn(**tune))
                 again, _ = await bench.swarm(members, slots, settings.get("prefetch", prefetch))
-                again.label += " " + ",".join(f"{k}={v}" for k, v in settings.items())
+                again.label += " " + ",".join(f"{k}={v}" for k, v in settings.items()) + tag
                 extra.append(again)
                 await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
                 # native right after each: a pair under the same load
                 extra.append(await bench.native_bulk(members))
-                extra[-1].label += " again"
+                extra[-1].label += " again" + tag
         if native_metadata:
             extra.append(await bench.native_bulk(members, metadata=True))
             extra[-1].label += " + metadata"
@@ -716,9 +729,20 @@ def report(
         (a, b) for a, b in itertools.pairwise(extra) if a.runs is not None and b.runs is None
     ]
     print("Swarm / the native bulk run right after it (wall, CPU per member):")
+    by_setting: dict[str, list[tuple[float, float]]] = {}
     for a, b in pairs:
         wall, cpu = a.seconds / b.seconds, _cpu_all(a) / _cpu_all(b)
         print(f"  {a.label}  {wall:.2f}x wall, {cpu:.2f}x CPU")
+        by_setting.setdefault(a.label.split(" #")[0], []).append((wall, cpu))
+    if any(len(v) > 1 for v in by_setting.values()):
+        print()
+        print("Median over the pairs of each setting (wall, CPU per member):")
+        for label, ratios in by_setting.items():
+            walls = ", ".join(f"{w:.2f}" for w, _ in ratios)
+            print(
+                f"  {label}  {statistics.median(w for w, _ in ratios):.2f}x wall "
+                f"({walls}), {statistics.median(c for _, c in ratios):.2f}x CPU"
+            )
     print()
     print("Targets:")
     for label, r in (("swarm member", swarm), ("chain step", chain)):
@@ -776,6 +800,13 @@ def main() -> int:
         default=DEFAULT_SLOTS,
         help="the swarm's SwarmConfig.prefetch (members sent ahead of free places; 0: none)",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="run each swarm setting and its native run this many times, alternating; "
+        "prints the median ratio of each setting",
+    )
     parser.add_argument("--wait", type=float, default=900.0, help="deadline per workload (s)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -783,8 +814,8 @@ def main() -> int:
     if args.worker:
         worker_main()
         return 0
-    if args.members < 1 or args.steps < 2 or args.slots < 1:
-        parser.error("--members and --slots must be positive, --steps at least 2")
+    if args.members < 1 or args.steps < 2 or args.slots < 1 or args.pairs < 1:
+        parser.error("--members, --slots and --pairs must be positive, --steps at least 2")
 
     from tests._redis import redis_server
     from tests.e2e._engine import start_engine
@@ -826,6 +857,7 @@ def main() -> int:
                     variants,
                     args.native_metadata,
                     args.prefetch,
+                    args.pairs,
                 )
             )
         finally:
