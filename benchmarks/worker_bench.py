@@ -41,7 +41,7 @@ from mageflow import MageflowConfig, SwarmConfig  # noqa: E402
 from mageflow.inmemory import InMemoryTaskManager  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from benchmarks._common import table  # noqa: E402
+from benchmarks._common import drop_prefix, table  # noqa: E402
 
 
 class Member(BaseModel):
@@ -82,7 +82,7 @@ async def swarm_round(url: str, stats: aioredis.Redis, n: int, cap: int) -> tupl
         return await _timed(stats, go)
     finally:
         await runtime.store.client.aclose()
-        await _drop(stats, prefix)
+        await drop_prefix(stats, prefix)
 
 
 async def floor_round(url: str, stats: aioredis.Redis, n: int, cap: int) -> tuple[float, ...]:
@@ -109,17 +109,6 @@ async def floor_round(url: str, stats: aioredis.Redis, n: int, cap: int) -> tupl
         return await _timed(stats, go)
     finally:
         await client.aclose()
-
-
-async def _drop(stats: aioredis.Redis, prefix: str) -> None:
-    batch: list[str] = []
-    async for key in stats.scan_iter(match=prefix + "*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            await stats.unlink(*batch)
-            batch.clear()
-    if batch:
-        await stats.unlink(*batch)
 
 
 async def main(url: str, n: int, cap: int, rounds: int) -> None:
