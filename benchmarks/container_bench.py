@@ -62,7 +62,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
-from hatchet_sdk import Context, EmptyModel, Hatchet  # noqa: E402
+from hatchet_sdk import (  # noqa: E402
+    ConcurrencyExpression,
+    ConcurrencyLimitStrategy,
+    Context,
+    EmptyModel,
+    Hatchet,
+)
 from hatchet_sdk.runnables import contextvars as hatchet_ctx  # noqa: E402
 from mageflow import Mageflow, MageflowConfig, ReturnValue, SwarmConfig  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
@@ -90,6 +96,7 @@ NOOP = "cbench-noop"
 STEP = "cbench-step"
 DONE = "cbench-done"
 NATIVE_NOOP = "cbench-native-noop"
+NATIVE_CAPPED = "cbench-native-capped"
 NATIVE_STEP = "cbench-native-step"
 STATS = "cbench-stats"
 TUNE = "cbench-tune"
@@ -239,7 +246,12 @@ class BenchApp:
     """The benchmark's tasks on one Mageflow client; ``rec`` is an uncounted client."""
 
     def __init__(
-        self, hatchet: Hatchet, redis: aioredis.Redis, rec: aioredis.Redis, prefix: str
+        self,
+        hatchet: Hatchet,
+        redis: aioredis.Redis,
+        rec: aioredis.Redis,
+        prefix: str,
+        cap: int = DEFAULT_SLOTS,
     ) -> None:
         self.mf = Mageflow(hatchet, redis, config=MageflowConfig(key_prefix=prefix))
         self.rec = rec
@@ -268,6 +280,24 @@ class BenchApp:
                 await rec.rpush(msg.reply_to, json.dumps({"at": time.time(), "value": msg.n}))
             return {}
 
+        # native Hatchet's own way to run N tasks at most `cap` at a time: one
+        # concurrency group per bulk run (its reply_to), as a swarm's cap
+        @plain.task(
+            name=NATIVE_CAPPED,
+            input_validator=NoopIn,
+            retries=1,
+            concurrency=ConcurrencyExpression(
+                expression="input.reply_to",
+                max_runs=cap,
+                limit_strategy=ConcurrencyLimitStrategy.GROUP_ROUND_ROBIN,
+            ),
+        )
+        async def native_capped(msg: NoopIn, ctx: Context) -> dict[str, Any]:
+            BODIES[NATIVE_CAPPED] += 1
+            if msg.reply_to and await rec.incr(f"{msg.reply_to}:count") == msg.n:
+                await rec.rpush(msg.reply_to, json.dumps({"at": time.time(), "value": msg.n}))
+            return {}
+
         @plain.task(name=NATIVE_STEP, input_validator=NativeStepIn, retries=1)
         async def native_step(msg: NativeStepIn, ctx: Context) -> dict[str, Any]:
             BODIES[NATIVE_STEP] += 1
@@ -291,8 +321,9 @@ class BenchApp:
 
         self.noop, self.step, self.done = noop, step, done
         self.native_noop, self.native_step, self.stats = native_noop, native_step, stats
+        self.native_capped = native_capped
         self.tune = tune
-        self.workflows = [noop, step, done, native_noop, native_step, stats, tune]
+        self.workflows = [noop, step, done, native_noop, native_capped, native_step, stats, tune]
 
 
 def worker_main() -> None:
@@ -313,6 +344,7 @@ def worker_main() -> None:
         aioredis.Redis(connection_pool=pool),
         aioredis.from_url(url, decode_responses=True),
         os.environ["CBENCH_PREFIX"],
+        cap=slots,
     )
     runtime = app.mf.runtime
     for script_name, script in runtime.store.scripts.items():
@@ -488,8 +520,8 @@ class Bench:
         label = f"MageFlow swarm ({n}, cap {cap}" + (f", prefetch {prefetch})" if prefetch else ")")
         return await self.measured(label, n, NOOP, go), setup
 
-    async def native_bulk(self, n: int, metadata: bool = False) -> Result:
-        task = self.app.native_noop
+    async def native_bulk(self, n: int, metadata: bool = False, cap: int = 0) -> Result:
+        task = self.app.native_capped if cap else self.app.native_noop
         reply_to = f"{self.prefix}reply:bulk:{uuid.uuid4().hex[:8]}"
 
         def meta(i: int) -> dict[str, str] | None:
@@ -518,6 +550,10 @@ class Bench:
             self.submitted = time.perf_counter() - t0
             await self.reply(reply_to, f"native bulk of {n}", self.wait)
 
+        if cap:
+            return await self.measured(
+                f"native aio_run_many ({n}), concurrency {cap}", n, NATIVE_CAPPED, go
+            )
         return await self.measured(f"native aio_run_many ({n})", n, NATIVE_NOOP, go)
 
     async def chain(self, steps: int) -> Result:
@@ -557,6 +593,7 @@ async def run(
     native_metadata: bool = False,
     prefetch: int = 0,
     pairs: int = 1,
+    native_capped: bool = False,
 ) -> bool:
     client = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
@@ -565,7 +602,7 @@ async def run(
     )
     stats = aioredis.from_url(url, decode_responses=True)
     rec = aioredis.from_url(url, decode_responses=True)
-    app = BenchApp(engine.client(), client, rec, prefix)
+    app = BenchApp(engine.client(), client, rec, prefix, cap=slots)
     await app.mf.runtime.store.prepare()
     bench = Bench(app, stats, prefix, wait)
     try:
@@ -608,6 +645,9 @@ async def run(
                 # native right after each: a pair under the same load
                 extra.append(await bench.native_bulk(members))
                 extra[-1].label += " again" + tag
+            if native_capped:
+                extra.append(await bench.native_bulk(members, cap=slots))
+                extra[-1].label += tag
         if native_metadata:
             extra.append(await bench.native_bulk(members, metadata=True))
             extra[-1].label += " + metadata"
@@ -734,6 +774,20 @@ def report(
         wall, cpu = a.seconds / b.seconds, _cpu_all(a) / _cpu_all(b)
         print(f"  {a.label}  {wall:.2f}x wall, {cpu:.2f}x CPU")
         by_setting.setdefault(a.label.split(" #")[0], []).append((wall, cpu))
+    capped = [
+        (a, b)
+        for a, b in itertools.pairwise([bulk, *extra])
+        if b.label.startswith("native") and "concurrency" in b.label
+    ]
+    if capped:
+        print()
+        print("Native with the swarm's cap (a Hatchet concurrency limit) / the native bulk")
+        print("run before it, and each swarm of the same round / the capped native run:")
+        for a, b in capped:
+            tag = b.label.rpartition(" #")[2] if " #" in b.label else ""
+            swarms = [r for r in (swarm, *extra) if r.runs is not None and r.label.endswith(tag)]
+            vs = ", ".join(f"{r.seconds / b.seconds:.2f}x" for r in swarms)
+            print(f"  {b.label}  {b.seconds / a.seconds:.2f}x native bulk; swarms {vs}")
     if any(len(v) > 1 for v in by_setting.values()):
         print()
         print("Median over the pairs of each setting (wall, CPU per member):")
@@ -807,6 +861,12 @@ def main() -> int:
         help="run each swarm setting and its native run this many times, alternating; "
         "prints the median ratio of each setting",
     )
+    parser.add_argument(
+        "--native-capped",
+        action="store_true",
+        help="also run the native bulk with a Hatchet concurrency limit of --slots "
+        "(native Hatchet's own bounded concurrency), once per pair round",
+    )
     parser.add_argument("--wait", type=float, default=900.0, help="deadline per workload (s)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -858,6 +918,7 @@ def main() -> int:
                     args.native_metadata,
                     args.prefetch,
                     args.pairs,
+                    args.native_capped,
                 )
             )
         finally:
