@@ -160,6 +160,18 @@ async def measure(
     return Figures(label, n, seconds, rt1 - rt0, c1 - c0, delta, cpu, usec)
 
 
+async def drop_prefix(stats: aioredis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a benchmark's own), in batches of 1 000."""
+    batch: list[str] = []
+    async for key in stats.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await stats.unlink(*batch)
+            batch.clear()
+    if batch:
+        await stats.unlink(*batch)
+
+
 def fmt(value: float) -> str:
     if value == int(value):
         return str(int(value))

@@ -37,8 +37,8 @@ from mageflow.inmemory import InMemoryTaskManager  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from thirdmagic.signature import TaskSignature  # noqa: E402
 
-from benchmarks._common import Tally, counting_client  # noqa: E402
-from benchmarks.store_bench import StubManager, _cleanup, _used_memory  # noqa: E402
+from benchmarks._common import Tally, counting_client, drop_prefix  # noqa: E402
+from benchmarks.store_bench import StubManager, _used_memory  # noqa: E402
 from tests._redis import redis_server  # noqa: E402
 
 
@@ -211,7 +211,7 @@ async def run(url: str, n: int, megabytes: float, rounds: int, native: float | N
         await creation(client, stats, prefix, n, native)
         await payloads(client, prefix, megabytes, rounds)
     finally:
-        await _cleanup(stats, prefix)
+        await drop_prefix(stats, prefix)
         await client.aclose()
         await stats.aclose()
 

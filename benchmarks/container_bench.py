@@ -46,6 +46,7 @@ import contextvars
 import itertools
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -61,7 +62,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
-from hatchet_sdk import Context, EmptyModel, Hatchet  # noqa: E402
+from hatchet_sdk import (  # noqa: E402
+    ConcurrencyExpression,
+    ConcurrencyLimitStrategy,
+    Context,
+    EmptyModel,
+    Hatchet,
+)
 from hatchet_sdk.runnables import contextvars as hatchet_ctx  # noqa: E402
 from mageflow import Mageflow, MageflowConfig, ReturnValue, SwarmConfig  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
@@ -89,6 +96,7 @@ NOOP = "cbench-noop"
 STEP = "cbench-step"
 DONE = "cbench-done"
 NATIVE_NOOP = "cbench-native-noop"
+NATIVE_CAPPED = "cbench-native-capped"
 NATIVE_STEP = "cbench-native-step"
 STATS = "cbench-stats"
 TUNE = "cbench-tune"
@@ -238,7 +246,12 @@ class BenchApp:
     """The benchmark's tasks on one Mageflow client; ``rec`` is an uncounted client."""
 
     def __init__(
-        self, hatchet: Hatchet, redis: aioredis.Redis, rec: aioredis.Redis, prefix: str
+        self,
+        hatchet: Hatchet,
+        redis: aioredis.Redis,
+        rec: aioredis.Redis,
+        prefix: str,
+        cap: int = DEFAULT_SLOTS,
     ) -> None:
         self.mf = Mageflow(hatchet, redis, config=MageflowConfig(key_prefix=prefix))
         self.rec = rec
@@ -267,6 +280,24 @@ class BenchApp:
                 await rec.rpush(msg.reply_to, json.dumps({"at": time.time(), "value": msg.n}))
             return {}
 
+        # native Hatchet's own way to run N tasks at most `cap` at a time: one
+        # concurrency group per bulk run (its reply_to), as a swarm's cap
+        @plain.task(
+            name=NATIVE_CAPPED,
+            input_validator=NoopIn,
+            retries=1,
+            concurrency=ConcurrencyExpression(
+                expression="input.reply_to",
+                max_runs=cap,
+                limit_strategy=ConcurrencyLimitStrategy.GROUP_ROUND_ROBIN,
+            ),
+        )
+        async def native_capped(msg: NoopIn, ctx: Context) -> dict[str, Any]:
+            BODIES[NATIVE_CAPPED] += 1
+            if msg.reply_to and await rec.incr(f"{msg.reply_to}:count") == msg.n:
+                await rec.rpush(msg.reply_to, json.dumps({"at": time.time(), "value": msg.n}))
+            return {}
+
         @plain.task(name=NATIVE_STEP, input_validator=NativeStepIn, retries=1)
         async def native_step(msg: NativeStepIn, ctx: Context) -> dict[str, Any]:
             BODIES[NATIVE_STEP] += 1
@@ -290,8 +321,9 @@ class BenchApp:
 
         self.noop, self.step, self.done = noop, step, done
         self.native_noop, self.native_step, self.stats = native_noop, native_step, stats
+        self.native_capped = native_capped
         self.tune = tune
-        self.workflows = [noop, step, done, native_noop, native_step, stats, tune]
+        self.workflows = [noop, step, done, native_noop, native_capped, native_step, stats, tune]
 
 
 def worker_main() -> None:
@@ -312,6 +344,7 @@ def worker_main() -> None:
         aioredis.Redis(connection_pool=pool),
         aioredis.from_url(url, decode_responses=True),
         os.environ["CBENCH_PREFIX"],
+        cap=slots,
     )
     runtime = app.mf.runtime
     for script_name, script in runtime.store.scripts.items():
@@ -487,8 +520,8 @@ class Bench:
         label = f"MageFlow swarm ({n}, cap {cap}" + (f", prefetch {prefetch})" if prefetch else ")")
         return await self.measured(label, n, NOOP, go), setup
 
-    async def native_bulk(self, n: int, metadata: bool = False) -> Result:
-        task = self.app.native_noop
+    async def native_bulk(self, n: int, metadata: bool = False, cap: int = 0) -> Result:
+        task = self.app.native_capped if cap else self.app.native_noop
         reply_to = f"{self.prefix}reply:bulk:{uuid.uuid4().hex[:8]}"
 
         def meta(i: int) -> dict[str, str] | None:
@@ -517,6 +550,10 @@ class Bench:
             self.submitted = time.perf_counter() - t0
             await self.reply(reply_to, f"native bulk of {n}", self.wait)
 
+        if cap:
+            return await self.measured(
+                f"native aio_run_many ({n}), concurrency {cap}", n, NATIVE_CAPPED, go
+            )
         return await self.measured(f"native aio_run_many ({n})", n, NATIVE_NOOP, go)
 
     async def chain(self, steps: int) -> Result:
@@ -555,6 +592,8 @@ async def run(
     variants: list[dict[str, int]],
     native_metadata: bool = False,
     prefetch: int = 0,
+    pairs: int = 1,
+    native_capped: bool = False,
 ) -> bool:
     client = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
@@ -563,7 +602,7 @@ async def run(
     )
     stats = aioredis.from_url(url, decode_responses=True)
     rec = aioredis.from_url(url, decode_responses=True)
-    app = BenchApp(engine.client(), client, rec, prefix)
+    app = BenchApp(engine.client(), client, rec, prefix, cap=slots)
     await app.mf.runtime.store.prepare()
     bench = Bench(app, stats, prefix, wait)
     try:
@@ -576,25 +615,39 @@ async def run(
 
         load0 = os.getloadavg()
         swarm, setup = await bench.swarm(members, slots, prefetch)
+        if pairs > 1:
+            swarm.label += " #1"
         bulk = await bench.native_bulk(members)
         chain = await bench.chain(steps)
         nchain = await bench.native_chain(steps)
         extra: list[Result] = []
-        if variants:
+        default = await app.tune.aio_run(TuneIn())
+        for round_no in range(1, pairs + 1):
+            tag = f" #{round_no}" if pairs > 1 else ""
+            if round_no > 1:
+                # the whole set again: pairs alternate, so a drift of the machine
+                # load reaches every setting alike
+                again, _ = await bench.swarm(members, slots, prefetch)
+                again.label += tag
+                extra.append(again)
+                extra.append(await bench.native_bulk(members))
+                extra[-1].label += " again" + tag
             # the same swarm again with other adapter settings, then native again:
             # side by side under the same load
-            default = await app.tune.aio_run(TuneIn())
             for settings in variants:
                 # prefetch is the swarm's own setting; the rest the worker's adapter's
                 tune = {k: v for k, v in settings.items() if k != "prefetch"}
                 await app.tune.aio_run(TuneIn(**tune))
                 again, _ = await bench.swarm(members, slots, settings.get("prefetch", prefetch))
-                again.label += " " + ",".join(f"{k}={v}" for k, v in settings.items())
+                again.label += " " + ",".join(f"{k}={v}" for k, v in settings.items()) + tag
                 extra.append(again)
                 await app.tune.aio_run(TuneIn(in_flight=default["in_flight"]))
                 # native right after each: a pair under the same load
                 extra.append(await bench.native_bulk(members))
-                extra[-1].label += " again"
+                extra[-1].label += " again" + tag
+            if native_capped:
+                extra.append(await bench.native_bulk(members, cap=slots))
+                extra[-1].label += tag
         if native_metadata:
             extra.append(await bench.native_bulk(members, metadata=True))
             extra[-1].label += " + metadata"
@@ -716,9 +769,34 @@ def report(
         (a, b) for a, b in itertools.pairwise(extra) if a.runs is not None and b.runs is None
     ]
     print("Swarm / the native bulk run right after it (wall, CPU per member):")
+    by_setting: dict[str, list[tuple[float, float]]] = {}
     for a, b in pairs:
         wall, cpu = a.seconds / b.seconds, _cpu_all(a) / _cpu_all(b)
         print(f"  {a.label}  {wall:.2f}x wall, {cpu:.2f}x CPU")
+        by_setting.setdefault(a.label.split(" #")[0], []).append((wall, cpu))
+    capped = [
+        (a, b)
+        for a, b in itertools.pairwise([bulk, *extra])
+        if b.label.startswith("native") and "concurrency" in b.label
+    ]
+    if capped:
+        print()
+        print("Native with the swarm's cap (a Hatchet concurrency limit) / the native bulk")
+        print("run before it, and each swarm of the same round / the capped native run:")
+        for a, b in capped:
+            tag = b.label.rpartition(" #")[2] if " #" in b.label else ""
+            swarms = [r for r in (swarm, *extra) if r.runs is not None and r.label.endswith(tag)]
+            vs = ", ".join(f"{r.seconds / b.seconds:.2f}x" for r in swarms)
+            print(f"  {b.label}  {b.seconds / a.seconds:.2f}x native bulk; swarms {vs}")
+    if any(len(v) > 1 for v in by_setting.values()):
+        print()
+        print("Median over the pairs of each setting (wall, CPU per member):")
+        for label, ratios in by_setting.items():
+            walls = ", ".join(f"{w:.2f}" for w, _ in ratios)
+            print(
+                f"  {label}  {statistics.median(w for w, _ in ratios):.2f}x wall "
+                f"({walls}), {statistics.median(c for _, c in ratios):.2f}x CPU"
+            )
     print()
     print("Targets:")
     for label, r in (("swarm member", swarm), ("chain step", chain)):
@@ -776,6 +854,19 @@ def main() -> int:
         default=DEFAULT_SLOTS,
         help="the swarm's SwarmConfig.prefetch (members sent ahead of free places; 0: none)",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="run each swarm setting and its native run this many times, alternating; "
+        "prints the median ratio of each setting",
+    )
+    parser.add_argument(
+        "--native-capped",
+        action="store_true",
+        help="also run the native bulk with a Hatchet concurrency limit of --slots "
+        "(native Hatchet's own bounded concurrency), once per pair round",
+    )
     parser.add_argument("--wait", type=float, default=900.0, help="deadline per workload (s)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -783,8 +874,8 @@ def main() -> int:
     if args.worker:
         worker_main()
         return 0
-    if args.members < 1 or args.steps < 2 or args.slots < 1:
-        parser.error("--members and --slots must be positive, --steps at least 2")
+    if args.members < 1 or args.steps < 2 or args.slots < 1 or args.pairs < 1:
+        parser.error("--members, --slots and --pairs must be positive, --steps at least 2")
 
     from tests._redis import redis_server
     from tests.e2e._engine import start_engine
@@ -826,6 +917,8 @@ def main() -> int:
                     variants,
                     args.native_metadata,
                     args.prefetch,
+                    args.pairs,
+                    args.native_capped,
                 )
             )
         finally:

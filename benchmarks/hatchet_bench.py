@@ -46,7 +46,7 @@ import redis.asyncio as aioredis  # noqa: E402
 from hatchet_sdk import EmptyModel  # noqa: E402
 from mageflow import SignatureStatus, TaskSignature  # noqa: E402
 
-from benchmarks._common import Tally, counting_client, fmt, table  # noqa: E402
+from benchmarks._common import Tally, counting_client, drop_prefix, fmt, table  # noqa: E402
 from benchmarks.hatchet_bench_app import BenchApp, NativeIn, StepIn  # noqa: E402
 from benchmarks.hatchet_bench_worker import TIMERS, timed  # noqa: E402
 from tests._redis import redis_server  # noqa: E402
@@ -176,12 +176,6 @@ async def _evalsha_stats(rec: aioredis.Redis) -> tuple[int, int]:
     return int(raw.get("calls", 0)), int(raw.get("usec", 0))
 
 
-async def _cleanup(stats: aioredis.Redis, prefix: str) -> None:
-    keys = [k async for k in stats.scan_iter(match=f"{prefix}*", count=1000)]
-    for start in range(0, len(keys), 1000):
-        await stats.unlink(*keys[start : start + 1000])
-
-
 async def run(engine: Engine, url: str, prefix: str, n: int, warmup: int) -> bool:
     mf_redis = counting_client(url)
     rec = aioredis.from_url(url, decode_responses=True)
@@ -189,7 +183,7 @@ async def run(engine: Engine, url: str, prefix: str, n: int, warmup: int) -> boo
         return await _run(engine, mf_redis=mf_redis, rec=rec, prefix=prefix, n=n, warmup=warmup)
     finally:
         with contextlib.suppress(Exception):
-            await _cleanup(rec, prefix)
+            await drop_prefix(rec, prefix)
         await mf_redis.aclose()
         await rec.aclose()
 

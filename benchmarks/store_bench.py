@@ -38,6 +38,7 @@ from mageflow.inmemory import InMemoryTaskManager  # noqa: E402
 from benchmarks._common import (  # noqa: E402
     Figures,
     counting_client,
+    drop_prefix,
     fmt,
     measure,
     table,
@@ -88,17 +89,6 @@ async def _used_memory(stats: aioredis.Redis) -> int:
     return int((await stats.info("memory"))["used_memory"])
 
 
-async def _cleanup(stats: aioredis.Redis, prefix: str) -> None:
-    batch: list[str] = []
-    async for key in stats.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            await stats.unlink(*batch)
-            batch.clear()
-    if batch:
-        await stats.unlink(*batch)
-
-
 async def run(url: str, n: int, concurrency: int, memory_n: int) -> bool:
     client = counting_client(url)
     stats = aioredis.from_url(url, decode_responses=True)
@@ -115,7 +105,7 @@ async def run(url: str, n: int, concurrency: int, memory_n: int) -> bool:
             memory_n=memory_n,
         )
     finally:
-        await _cleanup(stats, prefix)
+        await drop_prefix(stats, prefix)
         await client.aclose()
         await stats.aclose()
 
