@@ -187,6 +187,42 @@ async def test_a_run_that_finds_no_place_in_time_hands_its_claim_back(
     assert (again.ran, again.reason) == (False, "finished")
 
 
+async def test_a_run_waiting_for_a_place_keeps_its_claim_in_the_reconcilers_view(
+    manager: InMemoryTaskManager,
+    runtime: MageflowRuntime,
+    raw: Raw,
+    bodies: Bodies,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by a long chaos run: BEGIN took the claim out of the pending index
+    # before it knew whether the run could begin. A run lost while it waited
+    # for a place (its worker killed until the engine gave up on it) left the
+    # member claimed, never begun and watched by nobody: its swarm never ended.
+    monkeypatch.setattr(worker, "_PLACE_WAIT", 5.0)
+    bodies.gate = asyncio.Event()
+    sw = await mageflow.aswarm(config=SwarmConfig(max_concurrency=1, prefetch=1))
+    await sw.aio_run_tasks_in_swarm(["pf-work"] * 2, [Num(x=i) for i in range(2)])
+    await sw.aio_run_no_wait()
+    await sw.close_swarm()
+    members = await raw.client.lrange(runtime.store.keys.swarm_members(sw.key), 0, -1)
+    waiting = raw.sig_key(members[1])
+
+    async def full() -> bool:
+        return await raw.client.hget(raw.sig_key(sw.key), F.full_at) is not None
+
+    await eventually(full, what="the second member's run waiting for a place")
+    assert bodies.ran == [0]
+    assert await raw.client.zscore(runtime.store.keys.pending, waiting) is not None
+    assert await raw.client.hget(waiting, F.claim) is not None
+    assert await raw.client.hget(waiting, F.status) == SignatureStatus.PENDING.value
+    bodies.gate.set()
+    await manager.wait_idle(timeout=30)
+    assert sorted(bodies.ran) == [0, 1]
+    # once begun, the run is the active index's business
+    assert await raw.client.zscore(runtime.store.keys.pending, waiting) is None
+    assert await raw.client.hget(waiting, F.claim) is None
+
+
 def _request(key: str, dispatch_id: str, run_id: str) -> Any:
     from mageflow.engine import RunRequest
 

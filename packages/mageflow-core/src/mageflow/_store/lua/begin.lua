@@ -70,7 +70,11 @@ if ok == false then return {R.corrupt} end
 if locked(lock_key, '') then return {R.locked} end
 local st = redis.call('HMGET', sig_key, F.status, F.dispatch, F.run)
 local s, d, r = st[1], st[2], st[3]
-if d == dispatch_id or terminal(s) then unpend(pending_key, sig_key) end
+-- This run answers the claim: it leaves the pending index, except while it
+-- waits for a place in its swarm (take_place), when the reconciler must still
+-- see the claim: a run lost while waiting would otherwise leave the member
+-- claimed, never begun and watched by nobody.
+local answered = d == dispatch_id or terminal(s)
 -- start: a new status means this run starts the signature; the same status
 -- means a retry of the run that owns it (active) or a run to park (suspended)
 local target = step(s, EV.start)
@@ -78,6 +82,7 @@ if target and target ~= s then
   if d and d ~= dispatch_id then return {R.skip, R.stale} end
   local held = take_place(s)
   if held then return held end
+  if answered then unpend(pending_key, sig_key) end
   redis.call('HSET', sig_key, F.status, target, F.last_status, s, F.run, run_id,
              F.input, input, F.dispatch, dispatch_id)
   track(prefix, sig_key, s, target, active_ttl)
@@ -86,7 +91,9 @@ if target and target ~= s then
   redis.call('PEXPIRE', sig_key, active_ttl)
   redis.call('ZADD', active_key, now_ms(), sig_key)
   return {R.run, redis.call('HGETALL', sig_key)}
-elseif target == S.active then
+end
+if answered then unpend(pending_key, sig_key) end
+if target == S.active then
   -- the run that owns it, or the new run finish.lua claimed for a retry the
   -- engine would not make
   if r == run_id or (not r and d == dispatch_id) then
