@@ -13,7 +13,7 @@ from typing import Any
 
 import mageflow
 import pytest
-from mageflow import MageflowRuntime, SignatureStatus, SwarmConfig
+from mageflow import MageflowRuntime, SignatureStatus, SwarmConfig, SwarmSignature
 from mageflow import _worker as worker
 from mageflow._store.keys import F
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
@@ -163,10 +163,7 @@ async def test_a_run_that_finds_no_place_in_time_hands_its_claim_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(worker, "_PLACE_WAIT", 0.2)
-    bodies.gate = asyncio.Event()
-    sw = await mageflow.aswarm(config=SwarmConfig(max_concurrency=1, prefetch=1))
-    await sw.aio_run_tasks_in_swarm(["pf-work"] * 3, [Num(x=i) for i in range(3)])
-    await sw.aio_run_no_wait()
+    sw, gate = await _one_place_one_ahead(bodies, 3)
     await eventually(lambda: _deferred(manager), what="a run handing its claim back")
     deferred = next(r for r in manager.runs.values() if r.status == "skipped:deferred")
     assert bodies.ran == [0]  # the first member holds the only place
@@ -176,7 +173,7 @@ async def test_a_run_that_finds_no_place_in_time_hands_its_claim_back(
     assert await _claimed(raw, sw.key) == 1
     full_at = await raw.client.hget(raw.sig_key(sw.key), F.full_at)
     assert full_at is not None
-    bodies.gate.set()
+    gate.set()
     await sw.close_swarm()
     await manager.wait_idle(timeout=30)
     assert sorted(bodies.ran) == [0, 1, 2]  # every body once, the deferred one too
@@ -199,28 +196,32 @@ async def test_a_run_waiting_for_a_place_keeps_its_claim_in_the_reconcilers_view
     # for a place (its worker killed until the engine gave up on it) left the
     # member claimed, never begun and watched by nobody: its swarm never ended.
     monkeypatch.setattr(worker, "_PLACE_WAIT", 5.0)
-    bodies.gate = asyncio.Event()
-    sw = await mageflow.aswarm(config=SwarmConfig(max_concurrency=1, prefetch=1))
-    await sw.aio_run_tasks_in_swarm(["pf-work"] * 2, [Num(x=i) for i in range(2)])
-    await sw.aio_run_no_wait()
+    sw, gate = await _one_place_one_ahead(bodies, 2)
     await sw.close_swarm()
     members = await raw.client.lrange(runtime.store.keys.swarm_members(sw.key), 0, -1)
     waiting = raw.sig_key(members[1])
-
-    async def full() -> bool:
-        return await raw.client.hget(raw.sig_key(sw.key), F.full_at) is not None
-
-    await eventually(full, what="the second member's run waiting for a place")
+    await eventually(
+        lambda: _has_full_at(raw, sw.key), what="the second member's run waiting for a place"
+    )
     assert bodies.ran == [0]
     assert await raw.client.zscore(runtime.store.keys.pending, waiting) is not None
     assert await raw.client.hget(waiting, F.claim) is not None
     assert await raw.client.hget(waiting, F.status) == SignatureStatus.PENDING.value
-    bodies.gate.set()
+    gate.set()
     await manager.wait_idle(timeout=30)
     assert sorted(bodies.ran) == [0, 1]
     # once begun, the run is the active index's business
     assert await raw.client.zscore(runtime.store.keys.pending, waiting) is None
     assert await raw.client.hget(waiting, F.claim) is None
+
+
+async def _one_place_one_ahead(bodies: Bodies, n: int) -> tuple[SwarmSignature, asyncio.Event]:
+    """A running swarm of ``n`` members held at a gate, one place, one member sent ahead."""
+    gate = bodies.gate = asyncio.Event()
+    sw = await mageflow.aswarm(config=SwarmConfig(max_concurrency=1, prefetch=1))
+    await sw.aio_run_tasks_in_swarm(["pf-work"] * n, [Num(x=i) for i in range(n)])
+    await sw.aio_run_no_wait()
+    return sw, gate
 
 
 def _request(key: str, dispatch_id: str, run_id: str) -> Any:
