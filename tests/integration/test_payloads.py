@@ -7,7 +7,7 @@ from typing import Any
 import mageflow
 import pytest
 import redis.asyncio as aioredis
-from mageflow import MageflowConfig, ReturnValue, SwarmResults
+from mageflow import MageflowConfig, ReturnValue, StoreError, SwarmResults
 from mageflow.engine import REFERENCE_TAG
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
@@ -227,3 +227,34 @@ async def test_stored_results_resolve_for_readers(
     assert await _payloads.resolve(store, res) == {"data": "c" * THRESHOLD * 2, "n": 0}
     res = json.loads(await redis_client.hget(f"{config.key_prefix}sig:{sw.key}", "res"))
     assert await _payloads.resolve(store, res) == ["0:" + "x" * 500] * 2
+
+
+async def test_a_reference_whose_data_expired_is_an_error_not_none(
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
+) -> None:
+    # what a callback sees when it runs after its parent's TTL ran out: a clear
+    # error, never a list of None that reads as if every member had failed
+    import json
+
+    from mageflow import _payloads
+
+    sig = await mageflow.asign("echo")
+    sw = await mageflow.aswarm(tasks=["member", "member"], is_swarm_closed=True)
+    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
+    await sw.aio_run_no_wait(Blob(data=""))
+    await manager.wait_idle()
+    store = mageflow.get_runtime().store
+    p = config.key_prefix
+    swarm_ref = json.loads(await redis_client.hget(f"{p}sig:{sw.key}", "res"))
+    blob_ref = json.loads(await redis_client.hget(f"{p}sig:{sig.key}", "res"))
+    # as the TTLs would: the signatures and what they own go at once
+    await redis_client.delete(f"{p}sig:{sw.key}", f"{p}swarm:{sw.key}:res", f"{p}blob:{sig.key}")
+    with pytest.raises(StoreError, match=f"results of swarm '{sw.key}' are gone"):
+        await _payloads.resolve(store, swarm_ref)
+    with pytest.raises(StoreError, match=f"payload of signature '{sig.key}'.* is gone"):
+        await _payloads.resolve(store, blob_ref)
+    with pytest.raises(StoreError, match="are gone"):
+        await SwarmResults.model_validate(swarm_ref).aload()

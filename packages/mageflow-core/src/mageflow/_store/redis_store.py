@@ -615,15 +615,28 @@ class RedisStore:
         return None if raw is None else text(raw)
 
     async def swarm_results(self, key: str, start: int, stop: int) -> list[str | None]:
-        """Stored results of members ``start <= i < stop`` of swarm ``key`` (None: no result)."""
+        """Stored results of members ``start <= i < stop`` of swarm ``key`` (None: no result).
+
+        Raises ``StoreError`` when the swarm itself is gone (removed, or its TTL
+        ran out): its results went with it, and a list of ``None`` would read as
+        if every member had failed.
+        """
         if stop <= start:
             return []
-        raw = await self._guard(
-            lambda: self.client.hmget(
-                self.keys.swarm_results(key), [str(i) for i in range(start, stop)]
-            ),
-            key=key,
-        )
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(self.keys.swarm_results(key), [str(i) for i in range(start, stop)])
+            pipe.exists(self.keys.sig(key))
+            return cast(list[Any], await pipe.execute())
+
+        raw, exists = await self._guard(read, key=key)
+        if not exists:
+            raise StoreError(
+                f"the results of swarm {key!r} are gone: the swarm was removed or its TTL "
+                "(MageflowConfig.done_ttl after it completed) ran out",
+                key=key,
+            )
         return [None if x is None else text(x) for x in cast(list[Any], raw)]
 
     # -- containers -----------------------------------------------------------
