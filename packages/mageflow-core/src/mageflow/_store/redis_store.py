@@ -628,7 +628,7 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.hmget(self.keys.swarm_results(key), [str(i) for i in range(start, stop)])
             pipe.exists(self.keys.sig(key))
-            return cast(list[Any], await pipe.execute())
+            return await pipe.execute()
 
         raw, exists = await self._guard(read, key=key)
         if not exists:
