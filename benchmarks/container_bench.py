@@ -90,7 +90,7 @@ DEFAULT_STEPS = 100
 DEFAULT_SLOTS = 100
 TARGET_RUNS_PER_MEMBER = 1.0
 TARGET_RT_PER_COMPLETION = 2.0
-TARGET_SWARM_RATIO = 1.5
+TARGET_SWARM_RATIO = 1.15  # issue 10: the swarm's wall time beside native bulk
 
 NOOP = "cbench-noop"
 STEP = "cbench-step"
@@ -810,9 +810,17 @@ def report(
             f"  Redis RT per {label:<16} "
             + verdict(rt <= TARGET_RT_PER_COMPLETION, f"{opt(rt)} (<= 2)")
         )
+    # with --pairs, the first setting's median: one pair moves by +-15 % here
+    first = by_setting.get(swarm.label.split(" #")[0], [])
+    if len(first) > 1:
+        swarm_ratio = statistics.median(w for w, _ in first)
     print(
         "  swarm wall / native bulk      "
-        + verdict(swarm_ratio <= TARGET_SWARM_RATIO, f"{swarm_ratio:.2f}x (<= 1.5x)")
+        + verdict(
+            swarm_ratio <= TARGET_SWARM_RATIO,
+            f"{swarm_ratio:.2f}x (<= {TARGET_SWARM_RATIO}x"
+            + (f", median of {len(first)} pairs)" if len(first) > 1 else ")"),
+        )
     )
     print(f"  (chain wall / native chain    {chain_ratio:.2f}x, no target)")
     print()

@@ -31,3 +31,14 @@ async def test_worker_bench_runs_a_small_swarm(
     await worker_bench.main(redis_url, 60, 10, 1)
     out = capsys.readouterr().out
     assert "swarm member" in out and "floor: 2 EVALSHA" in out
+
+
+async def test_results_memory_runs_a_small_list(redis_url: str) -> None:
+    from benchmarks import results_memory
+
+    rows = await results_memory.main(redis_url, 50, 64)
+    assert [row[0].split(":")[0] for row in rows] == [
+        "baseline",
+        "ReturnValue[list[T]]",
+        "ReturnValue[SwarmResults]",
+    ]

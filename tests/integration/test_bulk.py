@@ -13,13 +13,16 @@ from mageflow import (
     MageflowConfig,
     MageflowValidationError,
     SignatureNotFoundError,
+    SignatureStatus,
     SwarmConfig,
     _bulk,
 )
-from mageflow.inmemory import InMemoryTaskManager
+from mageflow._store.keys import F
+from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
 
-from tests.integration.container_models import Num, Results
+from tests.integration._helpers import Raw
+from tests.integration.container_models import Loose, Num, Results
 
 pytestmark = pytest.mark.usefixtures("runtime")
 
@@ -100,7 +103,6 @@ async def test_a_refused_batch_takes_the_stored_ones_with_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     taken = await mageflow.asign("order")
-    before = await _count(redis_client, config)
 
     def keys() -> Iterator[str]:
         n = 0
@@ -109,11 +111,17 @@ async def test_a_refused_batch_takes_the_stored_ones_with_it(
             # the second batch holds a key that is already stored
             yield taken.key if n == _bulk.BATCH + 5 else f"task-bulk-{n}"
 
+    cb = await mageflow.asign("collect")
+    before = await _count(redis_client, config)
     it = keys()
     monkeypatch.setattr(_bulk, "new_key", lambda kind: next(it))
     with pytest.raises(MageflowValidationError, match="already stored"):
-        await mageflow.asign_many("order", [{"order_id": i} for i in range(3 * _bulk.BATCH)])
+        await mageflow.asign_many(
+            "order", [{"order_id": i} for i in range(3 * _bulk.BATCH)], error_callbacks=[cb]
+        )
     assert await _count(redis_client, config) == before
+    # the batches stored before the refused one gave their count on the callback back
+    assert int(await redis_client.hget(f"{config.key_prefix}sig:{cb.key}", F.refs) or 0) == 0
 
 
 async def test_missing_callback_stores_nothing(
@@ -161,3 +169,56 @@ async def test_asign_many_signatures_are_in_the_query_indexes(
     assert {s.key for s in by_ident} == keys
     roots = {s.key for s in await mageflow.list_signatures(limit=100)}
     assert keys <= roots and ok.key not in roots  # a callback is not a root
+
+
+async def test_a_shared_callback_waits_for_every_signature_of_the_call(
+    manager: InMemoryTaskManager, seen: dict[str, list[Any]], raw: Raw
+) -> None:
+    # Each signature is one more parent of the shared callbacks, as with asign:
+    # the first to settle must not skip the branch it did not take for the rest.
+    @manager.task("maybe-fail")
+    async def maybe_fail(msg: Num) -> int:
+        if msg.fail:
+            raise NonRetryableError(f"item {msg.x} failed")
+        return msg.x
+
+    @manager.task("on-error")
+    async def on_error(msg: Loose) -> None:
+        seen.setdefault("on-error", []).append(msg)
+
+    ok = await mageflow.asign("collect")
+    bad = await mageflow.asign("on-error")
+    sigs = await mageflow.asign_many(
+        "maybe-fail",
+        [{"x": 0}, {"x": 1, "fail": True}, {"x": 2}],
+        success_callbacks=[ok],
+        error_callbacks=[bad],
+    )
+    assert await raw.client.hget(raw.sig_key(ok.key), F.refs) == "3"
+    for sig in sigs:
+        await sig.aio_run_no_wait()
+        await manager.wait_idle()
+    # the failed item fired the error callback although one had succeeded before it
+    assert await _status(bad.key) == SignatureStatus.DONE
+    assert await _status(ok.key) == SignatureStatus.DONE
+    # a callback is one signature: it runs once, for the first parent that takes its branch
+    assert [m.mageflow_results for m in seen["collect"]] == [0]
+    assert len(seen["on-error"]) == 1
+
+
+async def test_removing_what_asign_many_stored_gives_the_count_back(raw: Raw) -> None:
+    cb = await mageflow.asign("collect")
+    sigs = await mageflow.asign_many(
+        "order", [{"order_id": 1}, {"order_id": 2}], success_callbacks=[cb], error_callbacks=[cb]
+    )
+    assert await raw.client.hget(raw.sig_key(cb.key), F.refs) == "2"  # once per signature
+    for sig in sigs:
+        await mageflow.remove(sig.key, with_success=False, with_error=False)
+    assert await raw.client.hget(raw.sig_key(cb.key), F.refs) is None
+    assert await _status(cb.key) == SignatureStatus.PENDING
+
+
+async def _status(key: str) -> SignatureStatus:
+    sig = await mageflow.load_signature(key)
+    assert sig is not None
+    return sig.task_status.status

@@ -7,7 +7,7 @@ from typing import Any
 import mageflow
 import pytest
 import redis.asyncio as aioredis
-from mageflow import MageflowConfig, ReturnValue, SwarmResults
+from mageflow import MageflowConfig, ReturnValue, StoreError, SwarmResults
 from mageflow.engine import REFERENCE_TAG
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
@@ -227,3 +227,81 @@ async def test_stored_results_resolve_for_readers(
     assert await _payloads.resolve(store, res) == {"data": "c" * THRESHOLD * 2, "n": 0}
     res = json.loads(await redis_client.hget(f"{config.key_prefix}sig:{sw.key}", "res"))
     assert await _payloads.resolve(store, res) == ["0:" + "x" * 500] * 2
+
+
+async def test_a_reference_whose_data_expired_is_an_error_not_none(
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
+) -> None:
+    # what a callback sees when it runs after its parent's TTL ran out: a clear
+    # error, never a list of None that reads as if every member had failed
+    import json
+
+    from mageflow import _payloads
+
+    sig = await mageflow.asign("echo")
+    sw = await mageflow.aswarm(tasks=["member", "member"], is_swarm_closed=True)
+    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
+    await sw.aio_run_no_wait(Blob(data=""))
+    await manager.wait_idle()
+    store = mageflow.get_runtime().store
+    p = config.key_prefix
+    swarm_ref = json.loads(await redis_client.hget(f"{p}sig:{sw.key}", "res"))
+    blob_ref = json.loads(await redis_client.hget(f"{p}sig:{sig.key}", "res"))
+    # as the TTLs would: the signatures and what they own go at once
+    await redis_client.delete(f"{p}sig:{sw.key}", f"{p}swarm:{sw.key}:res", f"{p}blob:{sig.key}")
+    with pytest.raises(StoreError, match=f"results of swarm '{sw.key}' are gone"):
+        await _payloads.resolve(store, swarm_ref)
+    with pytest.raises(StoreError, match=f"payload of signature '{sig.key}'.* is gone"):
+        await _payloads.resolve(store, blob_ref)
+    with pytest.raises(StoreError, match="are gone"):
+        await SwarmResults.model_validate(swarm_ref).aload()
+
+
+async def test_a_blob_lives_as_long_as_its_signature(
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
+) -> None:
+    p = config.key_prefix
+    done_ms = int(config.done_ttl.total_seconds() * 1000)
+    sig = await mageflow.asign("echo")
+    sw = await mageflow.aswarm(tasks=["big-member", "big-member"], is_swarm_closed=True)
+    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
+    await sw.aio_run_no_wait(Blob(data=""))
+    await manager.wait_idle()
+    assert sorted(await redis_client.hkeys(f"{p}blob:{sig.key}")) == ["in", "out"]
+    # the signature ended: its payloads go when it does
+    assert 0 < await redis_client.pttl(f"{p}blob:{sig.key}") <= done_ms
+    assert 0 < await redis_client.pttl(f"{p}sig:{sig.key}") <= done_ms
+    # a member's result is the swarm's to hand on: it keeps the TTL it was written with
+    member = (await redis_client.lrange(f"{p}swarm:{sw.key}:m", 0, 0))[0]
+    assert await redis_client.hkeys(f"{p}blob:{member}") == ["out"]
+    assert await redis_client.pttl(f"{p}blob:{member}") > done_ms
+
+
+async def test_a_retried_signature_still_has_its_big_input(
+    manager: InMemoryTaskManager,
+    seen: dict[str, list[Any]],
+    redis_client: aioredis.Redis,
+    config: MageflowConfig,
+) -> None:
+    done_ms = int(config.done_ttl.total_seconds() * 1000)
+    sig = await mageflow.asign("fail")
+    await sig.aio_run_no_wait(Blob(data="f" * THRESHOLD))
+    await manager.wait_idle()
+    blob = f"{config.key_prefix}blob:{sig.key}"
+    assert 0 < await redis_client.pttl(blob) <= done_ms
+    await mageflow.retry(sig.key)
+    await manager.wait_idle()
+    failed = await mageflow.load_signature(sig.key)
+    assert failed is not None and failed.error is not None
+    # the body ran again, on the stored input
+    assert failed.error.message == "no"
+    assert [r.status for r in manager.runs.values() if r.signature_key == sig.key] == [
+        "failed",
+        "failed",
+    ]

@@ -33,7 +33,7 @@ from mageflow._store.codec import (
     parse_outbox,
     text,
 )
-from mageflow._store.keys import KWARG_PREFIX, Keys, ms
+from mageflow._store.keys import KWARG_PREFIX, F, Keys, ms
 from mageflow._store.scripts import SCRIPTS
 from mageflow.config import MageflowConfig
 
@@ -281,17 +281,21 @@ class RedisStore:
         batches: Sequence[tuple[int, list[str]]],
         required: Sequence[str] = (),
     ) -> None:
-        """Store batches of new signatures, one script per batch, all in one round trip.
+        """Store batches of new signatures, one script per batch, in one transaction.
 
         Every signature gets the ``shared`` hash values (field, value pairs);
         each batch is ``(count, [key, n, field, value, ...] per signature)`` with
-        each one's own values, and is atomic. When one batch is refused, the
-        batches stored by the same call are deleted again: nothing is half-created.
+        each one's own values. The batches run in one MULTI/EXEC: no other client
+        sees some of them without the others, and a client that dies before EXEC
+        stores none. A missing callback refuses the first batch, so nothing is
+        written; when a later batch is refused (a key taken meanwhile, a Redis
+        error), the batches stored before it are undone: their hashes deleted
+        and their count on each shared callback (``F.refs``) given back.
         """
         required_keys = [self.keys.sig(k) for k in required]
 
         async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=True)
             for count, sigs in batches:
                 await self._queue(
                     pipe,
@@ -331,7 +335,15 @@ class RedisStore:
             for i in _starts(count, sigs)
         ]
         if created:
-            await self._guard(lambda: self.client.delete(*created), key=None)
+
+            async def undo() -> None:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.delete(*created)
+                for callback in dict.fromkeys(required_keys):
+                    pipe.hincrby(callback, F.refs, -len(created))
+                await pipe.execute()
+
+            await self._guard(undo, key=None)
         if isinstance(failure, redis_exc.RedisError):
             raise StoreError(f"redis rejected creating signatures: {failure}") from failure
         raise failure
@@ -603,15 +615,28 @@ class RedisStore:
         return None if raw is None else text(raw)
 
     async def swarm_results(self, key: str, start: int, stop: int) -> list[str | None]:
-        """Stored results of members ``start <= i < stop`` of swarm ``key`` (None: no result)."""
+        """Stored results of members ``start <= i < stop`` of swarm ``key`` (None: no result).
+
+        Raises ``StoreError`` when the swarm itself is gone (removed, or its TTL
+        ran out): its results went with it, and a list of ``None`` would read as
+        if every member had failed.
+        """
         if stop <= start:
             return []
-        raw = await self._guard(
-            lambda: self.client.hmget(
-                self.keys.swarm_results(key), [str(i) for i in range(start, stop)]
-            ),
-            key=key,
-        )
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(self.keys.swarm_results(key), [str(i) for i in range(start, stop)])
+            pipe.exists(self.keys.sig(key))
+            return await pipe.execute()
+
+        raw, exists = await self._guard(read, key=key)
+        if not exists:
+            raise StoreError(
+                f"the results of swarm {key!r} are gone: the swarm was removed or its TTL "
+                "(MageflowConfig.done_ttl after it completed) ran out",
+                key=key,
+            )
         return [None if x is None else text(x) for x in cast(list[Any], raw)]
 
     # -- containers -----------------------------------------------------------

@@ -54,4 +54,15 @@ if cnt > 0 then
   end
 end
 adopt(prefix, KEYS_REST, active_ttl)
+-- as create.lua: every new signature is one more unsettled parent of each
+-- shared callback (FINISH skips a callback only when its count reaches 0)
+if cnt > 0 then
+  local counted = {}
+  for i = KEYS_REST, #KEYS do
+    if not counted[KEYS[i]] then
+      counted[KEYS[i]] = true
+      redis.call('HINCRBY', KEYS[i], F.refs, cnt)
+    end
+  end
+end
 return {R.ok}

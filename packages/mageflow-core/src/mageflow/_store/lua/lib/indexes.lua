@@ -20,6 +20,14 @@ local function track(pfx, k, old, new, ttl)
   if old and old ~= new then redis.call('ZREM', pfx .. K.by_status .. old, sk) end
   index_add(pfx .. K.by_status .. new, now_ms(), sk, ttl)
   redis.call('PUBLISH', pfx .. K.events .. sk, new)
+  -- Payloads stored by reference (blob:<key>) go with their signature: it
+  -- ends, and they live as long as it does (ttl: done_ttl), or it is retried,
+  -- and they live as long as it may run again. A container's member or step
+  -- keeps them as written (active_ttl): its container's results hash and
+  -- later steps refer to them until the container itself ends.
+  if terminal(new) ~= terminal(old) and redis.call('HEXISTS', k, F.parent) == 0 then
+    redis.call('PEXPIRE', pfx .. K.blob .. sk, ttl)
+  end
 end
 -- members and callbacks are part of another flow, not roots of their own
 local function not_root(pfx, mk)
