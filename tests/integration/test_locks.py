@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 import uuid
@@ -299,3 +300,36 @@ async def test_a_renewal_store_error_is_loud_and_fatal_only_past_lock_ttl(
     with pytest.raises(mageflow.LockLostError, match="longer than lock_ttl"):
         async with mageflow.lock_task(sig.key):
             await asyncio.sleep(LOCK_TTL * 1.6)
+
+
+async def test_release_stops_a_renewer_whose_cancellation_was_swallowed(
+    raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in CI: on Python 3.11 asyncio.wait_for (redis-py's send under a
+    # socket timeout) can swallow a cancellation that lands as the command
+    # completes. The renewer then renewed the released lock forever and
+    # release() waited for it: lock_task's exit hung.
+    store = raw.rt.store
+    real = store.renew_lock
+    in_flight = asyncio.Event()
+    renewals = 0
+
+    async def swallowing(key: str, token: str) -> bool:
+        nonlocal renewals
+        renewals += 1
+        in_flight.set()
+        # what wait_for can do when the command completes as the cancel lands
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.1)
+        return await real(key, token)
+
+    monkeypatch.setattr(store, "renew_lock", swallowing)
+    sig = await mageflow.asign("t")
+    async with asyncio.timeout(5):
+        async with mageflow.lock_task(sig.key):
+            await in_flight.wait()  # leave while a renewal is under way
+    count = renewals
+    await asyncio.sleep(LOCK_TTL)
+    assert renewals == count  # nothing renews the released lock
+    async with mageflow.lock_task(sig.key, wait=0):
+        pass  # and it is free

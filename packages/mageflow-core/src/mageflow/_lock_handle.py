@@ -69,6 +69,12 @@ class HeldLock:
         self._renewer: asyncio.Task[None] | None = None
         self._lost: LockLostError | None = None
         self._released = False
+        # release() stops the renewer with this flag as well as cancel(): on
+        # Python 3.11, asyncio.wait_for (redis-py's send, under a socket
+        # timeout) can swallow a cancellation that lands as its command
+        # completes, and the renewer then went on renewing a released lock
+        # forever while release() waited for it
+        self._stopping = False
         self._tokens: dict[str, str] = {}
         self._every = 0.0
         self._ttl = 0.0
@@ -115,9 +121,9 @@ class HeldLock:
         return False
 
     async def _renew_every(self, every: float) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(every)
-            if not await self._renew_all():
+            if self._stopping or not await self._renew_all():
                 return
 
     async def release(self) -> None:
@@ -127,6 +133,7 @@ class HeldLock:
         self._released = True
         try:
             if self._renewer is not None:
+                self._stopping = True
                 self._renewer.cancel()
                 await asyncio.gather(self._renewer, return_exceptions=True)
                 if self._lost is None and time.monotonic() - self._confirmed >= self._every:
