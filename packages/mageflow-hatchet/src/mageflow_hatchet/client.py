@@ -188,9 +188,15 @@ class HatchetMageflow(Hatchet):
         user_lifespan = asynccontextmanager(lifespan) if lifespan is not None else None
         runtime = self.runtime
 
+        # set as well as cancel(): a cancellation that lands as a Redis command
+        # completes can be swallowed on Python 3.11 (asyncio.wait_for in redis-py)
+        stopped = asyncio.Event()
+
         async def recover_loop(every: timedelta) -> None:
-            while True:
+            while not stopped.is_set():
                 await asyncio.sleep(every.total_seconds())
+                if stopped.is_set():
+                    return
                 try:
                     await runtime.reconcile(recover_after)
                 except Exception:
@@ -206,6 +212,7 @@ class HatchetMageflow(Hatchet):
                         yield value
             finally:
                 if loop_task is not None:
+                    stopped.set()
                     loop_task.cancel()
                 # run ids of the last dispatches no BEGIN/FINISH took: written
                 # now rather than left to the reconciler
