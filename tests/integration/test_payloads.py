@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mageflow
 import pytest
 import redis.asyncio as aioredis
-from mageflow import MageflowConfig, ReturnValue, StoreError, SwarmResults
+from mageflow import (
+    MageflowConfig,
+    ReturnValue,
+    StoreError,
+    SwarmResults,
+    SwarmSignature,
+    TaskSignature,
+    _payloads,
+)
 from mageflow.engine import REFERENCE_TAG
 from mageflow.inmemory import InMemoryTaskManager, NonRetryableError
 from pydantic import BaseModel
@@ -49,8 +58,6 @@ class Failed(BaseModel):
 
 
 def _small(payload: dict[str, Any]) -> bool:
-    import json
-
     return len(json.dumps(payload)) < 1024
 
 
@@ -206,21 +213,25 @@ async def test_big_swarm_message_is_stored_once_and_reaches_every_member(
         assert _small(run.input)
 
 
+async def _ran_big_echo_and_swarm(
+    manager: InMemoryTaskManager, member: str
+) -> tuple[TaskSignature, SwarmSignature]:
+    """An ``echo`` with a big input and a closed swarm of two ``member`` tasks, both run."""
+    sig = await mageflow.asign("echo")
+    sw = await mageflow.aswarm(tasks=[member, member], is_swarm_closed=True)
+    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
+    await sw.aio_run_no_wait(Blob(data=""))
+    await manager.wait_idle()
+    return sig, sw
+
+
 async def test_stored_results_resolve_for_readers(
     manager: InMemoryTaskManager,
     seen: dict[str, list[Any]],
     redis_client: aioredis.Redis,
     config: MageflowConfig,
 ) -> None:
-    import json
-
-    from mageflow import _payloads
-
-    sig = await mageflow.asign("echo")
-    sw = await mageflow.aswarm(tasks=["member", "member"], is_swarm_closed=True)
-    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
-    await sw.aio_run_no_wait(Blob(data=""))
-    await manager.wait_idle()
+    sig, sw = await _ran_big_echo_and_swarm(manager, "member")
     store = mageflow.get_runtime().store
     res = json.loads(await redis_client.hget(f"{config.key_prefix}sig:{sig.key}", "res"))
     assert REFERENCE_TAG in res  # the result is stored once, in blob:<key>
@@ -237,15 +248,7 @@ async def test_a_reference_whose_data_expired_is_an_error_not_none(
 ) -> None:
     # what a callback sees when it runs after its parent's TTL ran out: a clear
     # error, never a list of None that reads as if every member had failed
-    import json
-
-    from mageflow import _payloads
-
-    sig = await mageflow.asign("echo")
-    sw = await mageflow.aswarm(tasks=["member", "member"], is_swarm_closed=True)
-    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
-    await sw.aio_run_no_wait(Blob(data=""))
-    await manager.wait_idle()
+    sig, sw = await _ran_big_echo_and_swarm(manager, "member")
     store = mageflow.get_runtime().store
     p = config.key_prefix
     swarm_ref = json.loads(await redis_client.hget(f"{p}sig:{sw.key}", "res"))
@@ -268,11 +271,7 @@ async def test_a_blob_lives_as_long_as_its_signature(
 ) -> None:
     p = config.key_prefix
     done_ms = int(config.done_ttl.total_seconds() * 1000)
-    sig = await mageflow.asign("echo")
-    sw = await mageflow.aswarm(tasks=["big-member", "big-member"], is_swarm_closed=True)
-    await sig.aio_run_no_wait(Blob(data="c" * THRESHOLD))
-    await sw.aio_run_no_wait(Blob(data=""))
-    await manager.wait_idle()
+    sig, sw = await _ran_big_echo_and_swarm(manager, "big-member")
     assert sorted(await redis_client.hkeys(f"{p}blob:{sig.key}")) == ["in", "out"]
     # the signature ended: its payloads go when it does
     assert 0 < await redis_client.pttl(f"{p}blob:{sig.key}") <= done_ms
