@@ -18,8 +18,11 @@ Layout (``P`` is the configured prefix, default ``mageflow:``)::
     P blob:<key>    hash    payloads of <key> too big for the engine (JSON):
                             ``in`` its run input, ``out`` its result; the
                             engine carries a reference instead (``codec.REF``).
-                            TTL: ``active_ttl`` from the last write; deleted
-                            with the signature (remove.lua)
+                            TTL: ``active_ttl`` from the last write, then the
+                            signature's own when it ends or is retried
+                            (track() in lib/indexes.lua), except for a
+                            container's member or step; deleted with the
+                            signature (remove.lua)
     P idx:s:<status> zset   signature keys by the time they entered the status
     P idx:t:<task>  zset    signature keys of a task name, by creation time
     P idx:i:<name>=<value>  zset  keys by task identifier, by creation time
