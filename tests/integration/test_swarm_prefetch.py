@@ -162,8 +162,7 @@ async def test_a_run_that_finds_no_place_in_time_hands_its_claim_back(
     bodies: Bodies,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(worker, "_PLACE_WAIT", 0.2)
-    sw, gate = await _one_place_one_ahead(bodies, 3)
+    sw, gate = await _one_place_one_ahead(bodies, 3, monkeypatch, place_wait=0.2)
     await eventually(lambda: _deferred(manager), what="a run handing its claim back")
     deferred = next(r for r in manager.runs.values() if r.status == "skipped:deferred")
     assert bodies.ran == [0]  # the first member holds the only place
@@ -195,8 +194,7 @@ async def test_a_run_waiting_for_a_place_keeps_its_claim_in_the_reconcilers_view
     # before it knew whether the run could begin. A run lost while it waited
     # for a place (its worker killed until the engine gave up on it) left the
     # member claimed, never begun and watched by nobody: its swarm never ended.
-    monkeypatch.setattr(worker, "_PLACE_WAIT", 5.0)
-    sw, gate = await _one_place_one_ahead(bodies, 2)
+    sw, gate = await _one_place_one_ahead(bodies, 2, monkeypatch, place_wait=5.0)
     await sw.close_swarm()
     members = await raw.client.lrange(runtime.store.keys.swarm_members(sw.key), 0, -1)
     waiting = raw.sig_key(members[1])
@@ -215,8 +213,14 @@ async def test_a_run_waiting_for_a_place_keeps_its_claim_in_the_reconcilers_view
     assert await raw.client.hget(waiting, F.claim) is None
 
 
-async def _one_place_one_ahead(bodies: Bodies, n: int) -> tuple[SwarmSignature, asyncio.Event]:
-    """A running swarm of ``n`` members held at a gate, one place, one member sent ahead."""
+async def _one_place_one_ahead(
+    bodies: Bodies, n: int, monkeypatch: pytest.MonkeyPatch, *, place_wait: float
+) -> tuple[SwarmSignature, asyncio.Event]:
+    """A running swarm of ``n`` members held at a gate, one place, one member sent ahead.
+
+    A run that finds the place taken waits for it up to ``place_wait`` seconds.
+    """
+    monkeypatch.setattr(worker, "_PLACE_WAIT", place_wait)
     gate = bodies.gate = asyncio.Event()
     sw = await mageflow.aswarm(config=SwarmConfig(max_concurrency=1, prefetch=1))
     await sw.aio_run_tasks_in_swarm(["pf-work"] * n, [Num(x=i) for i in range(n)])
